@@ -1,0 +1,60 @@
+"""The normalized shape every inbound alert source is parsed into."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+TimelineKind = Literal[
+    "triggered",
+    "acknowledged",
+    "unacknowledged",
+    "escalated",
+    "reassigned",
+    "priority_changed",
+    "note",
+    "status_update",
+    "resolved",
+    "reopened",
+    "responder_added",
+    "other",
+]
+
+
+class PayloadError(ValueError):
+    """The body is not the source's shape; the message names what is wrong."""
+
+
+@dataclass(frozen=True)
+class IncidentSnapshot:
+    """Incident attributes an event carries; None means the event did not say."""
+
+    title: str | None = None
+    service: str | None = None
+    team: str | None = None
+    priority: str | None = None  # as sent, normalized to a label: "P1".."P5" or the account's own label
+    urgency: str | None = None  # PagerDuty "high"/"low"
+    url: str | None = None
+    dedup_key: str | None = None  # PagerDuty incident_key / Opsgenie alias
+    created_at: datetime | None = None  # when the source says the incident/alert was created
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """One inbound event, normalized. `ignored` events are stored but change nothing."""
+
+    source: Literal["pagerduty", "opsgenie"]
+    event_id: str  # idempotency key of this delivery's event (unique per source)
+    event_type: str  # the source's own type/action name
+    incident_external_id: str | None  # PagerDuty incident id / Opsgenie alertId; None when ignored
+    kind: TimelineKind | None  # None: an event type Aftermath does not use (answer "ignored")
+    at: datetime | None  # the event's own time (UTC, aware); None when the source sent none
+    actor: str | None = None
+    text: str | None = None
+    snapshot: IncidentSnapshot = field(default_factory=IncidentSnapshot)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ignored(self) -> bool:
+        return self.kind is None

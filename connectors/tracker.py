@@ -1,0 +1,94 @@
+"""The one small interface every outbound tracker implements, and the errors it raises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Protocol
+
+
+class TrackerError(Exception):
+    """Base of tracker failures; `message` is the tracker's own words, safe to show a user."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class RetryLater(TrackerError):
+    """A transient failure (429, 5xx, timeout, rate limit): try again after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class OutcomeUnknown(RetryLater):
+    """A create whose answer was lost (timeout, 5xx after send): the issue may exist. Look it up before retrying."""
+
+
+class PermanentError(TrackerError):
+    """Retrying cannot fix this (unknown project or repo, refused field, bad credentials)."""
+
+
+@dataclass(frozen=True)
+class IssueDraft:
+    """Everything needed to file one action as one tracker issue."""
+
+    idempotency_key: str  # e.g. "aftermath-action-42"; stored with the issue so a retry can find it
+    title: str
+    body_markdown: str  # plain text / Markdown body; Jira connector converts it as its API version wants
+    labels: tuple[str, ...] = ()
+    assignee: str | None = None  # Jira accountId (Cloud) or user name (Server); GitHub login
+    due_date: date | None = None
+    priority: str | None = None  # tracker-side priority name (Jira) — already mapped
+    backlink_url: str | None = None  # the finding's page; Jira adds it as a remote link
+    backlink_title: str | None = None
+    extra_fields: dict[str, Any] = field(default_factory=dict)  # Jira custom fields etc.
+
+
+@dataclass(frozen=True)
+class IssueRef:
+    key: str  # "OPS-12" or "owner/repo#12"
+    url: str  # human URL of the issue
+
+
+@dataclass(frozen=True)
+class IssueState:
+    key: str
+    raw_status: str  # the tracker's own status text, e.g. "In Progress" or "closed:not_planned"
+    category: str  # Jira statusCategory key (new/indeterminate/done); GitHub "open"/"closed"
+    resolution: str | None  # Jira resolution name; GitHub state_reason
+    updated_at: datetime | None
+    assignee: str | None = None
+    due_date: date | None = None
+    moved_to: str | None = None  # new key when the tracker redirected (Jira move, GitHub transfer)
+
+
+@dataclass(frozen=True)
+class PollResult:
+    states: dict[str, IssueState]
+    cursor: str | None = None  # opaque; stored by the caller per target and passed back next time
+    missing: tuple[str, ...] = ()
+
+
+class Tracker(Protocol):
+    """A tracker target (one Jira site, or GitHub) seen through the few calls Aftermath needs."""
+
+    kind: str  # "jira" | "github"
+
+    def find_issue(self, target: dict[str, Any], idempotency_key: str) -> IssueRef | None:
+        """Return the issue filed earlier with this key, if the tracker has one."""
+
+    def create_issue(self, target: dict[str, Any], draft: IssueDraft) -> IssueRef:
+        """File the issue. Raises RetryLater/OutcomeUnknown/PermanentError."""
+
+    def poll(self, target: dict[str, Any], keys: list[str], cursor: str | None) -> PollResult:
+        """States of the tracked `keys` under `target` in as few requests as possible.
+
+        Jira answers every key (batches of 100 through JQL); GitHub answers only the issues that changed
+        since `cursor` (a conditional repository listing). Keys the tracker no longer knows go in `missing`.
+        """
+
+    def add_comment(self, key: str, text: str) -> None:
+        """Comment on an issue (reminders, recurrence)."""
