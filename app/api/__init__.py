@@ -1,0 +1,1 @@
+"""HTTP surface: thin routers over the domain modules."""

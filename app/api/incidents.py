@@ -1,0 +1,54 @@
+"""Incident routes: list, read with timeline, open a postmortem by hand."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Path, Response
+from pydantic import AwareDatetime
+
+from app import incidents, postmortems
+from app.api import present
+from app.api.deps import ContextDep, Reader, Writer
+from app.api.params import Cursor, Limit, after_id
+from app.api.schemas import IncidentOut, Page, PostmortemOut
+from app.db import utcnow
+
+router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+IncidentId = Path(ge=1, le=2**62)
+
+
+@router.get("", response_model=Page[IncidentOut])
+def list_incidents(
+    context: ContextDep,
+    _: Reader,
+    status: str | None = None,
+    service: str | None = None,
+    since: AwareDatetime | None = None,
+    cursor: Cursor = None,
+    limit: Limit = 100,
+) -> Page[IncidentOut]:
+    with context.read() as session:
+        rows, next_cursor = incidents.list_page(
+            session, status=status, service=service, since=since, after=after_id(cursor), limit=limit
+        )
+        return Page(items=present.incident_bodies(session, rows), next_cursor=next_cursor)
+
+
+@router.get("/{incident_id}", response_model=IncidentOut, responses={404: {"description": "unknown id"}})
+def get_incident(context: ContextDep, _: Reader, incident_id: int = IncidentId) -> IncidentOut:
+    with context.read() as session:
+        return present.incident_bodies(session, [incidents.get(session, incident_id)])[0]
+
+
+@router.post("/{incident_id}/postmortem", response_model=PostmortemOut, status_code=201,
+             responses={200: {"description": "the incident already had one"}, 404: {"description": "unknown id"}})
+def open_postmortem(
+    context: ContextDep, who: Writer, response: Response, incident_id: int = IncidentId
+) -> PostmortemOut:
+    with context.write() as session:
+        incident = incidents.get(session, incident_id)
+        postmortem, created = postmortems.open_for_incident(
+            session, incident, author=who.name, trigger="manual",
+            review_due_days=context.mappings.triggers.review_due_days,
+        )
+        response.status_code = 201 if created else 200
+        return present.postmortem_bodies(session, [postmortem], utcnow().date())[0]

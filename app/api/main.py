@@ -1,0 +1,77 @@
+"""The FastAPI application: routers, error mapping (no request ever answers 500), body cap, embedded worker."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from app.api import actions, health, incidents, ledger, pages, postmortems, webhooks
+from app.api.limits import BodyLimit
+from app.context import Context
+from app.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+
+def create_app(context: Context, *, embedded_worker: bool | None = None) -> FastAPI:
+    run_worker = context.settings.worker == "embedded" if embedded_worker is None else embedded_worker
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        from app.worker import Worker
+
+        worker = Worker(context, name="embedded") if run_worker else None
+        if worker:
+            worker.start_thread()
+        try:
+            yield
+        finally:
+            if worker:
+                worker.stop()
+
+    app = FastAPI(
+        title="Aftermath",
+        version="0.1.0",
+        description="Alert webhooks in; postmortems, findings and actions; tracker issues out; a hash-chained ledger.",
+        lifespan=lifespan,
+    )
+    app.state.context = context
+    for router in (webhooks, incidents, postmortems, actions, ledger, health, pages):
+        app.include_router(router.router)
+    app.add_middleware(BodyLimit)
+
+    @app.exception_handler(DomainError)
+    async def domain_error(_request: Request, exc: DomainError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(IntegrityError)
+    async def conflict(_request: Request, exc: IntegrityError) -> JSONResponse:
+        return JSONResponse({"detail": "conflicting change; reload and retry"}, status_code=409)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    async def database_down(_request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database error: %s", type(exc).__name__)
+        return JSONResponse(
+            {"detail": "database unavailable, retry later"}, status_code=503, headers={"Retry-After": "5"}
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    return app

@@ -1,0 +1,74 @@
+"""Turn domain rows into API bodies, loading related rows in batches (one query per relation, not per row)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlmodel import Session
+
+from app import actions, findings, incidents, ledger, postmortems
+from app.actions import Action
+from app.api.schemas import (
+    ActionDetail,
+    ActionOut,
+    FindingOut,
+    IncidentOut,
+    LedgerOut,
+    PostmortemOut,
+    TimelineOut,
+)
+from app.incidents import Incident
+from app.postmortems import Postmortem
+
+
+def incident_bodies(session: Session, rows: list[Incident]) -> list[IncidentOut]:
+    lines = incidents.timelines(session, [i.id for i in rows if i.id is not None])
+    return [
+        IncidentOut.model_validate(
+            {
+                **row.model_dump(),
+                "timeline": [TimelineOut.model_validate(e.model_dump()) for e in lines[row.id or 0]],
+            }
+        )
+        for row in rows
+    ]
+
+
+def action_bodies(session: Session, rows: list[Action], today: date) -> list[ActionOut]:
+    links = actions.finding_ids_of(session, [a.id for a in rows if a.id is not None])
+    return [
+        ActionOut.model_validate(
+            {**row.model_dump(), "finding_ids": links[row.id or 0], "overdue": actions.is_overdue(row, today)}
+        )
+        for row in rows
+    ]
+
+
+def action_detail(session: Session, row: Action, today: date) -> ActionDetail:
+    assert row.id is not None
+    body = action_bodies(session, [row], today)[0]
+    entries = [LedgerOut.model_validate(e.model_dump()) for e in ledger.of_action(session, row.id)]
+    return ActionDetail.model_validate({**body.model_dump(), "ledger": entries})
+
+
+def postmortem_bodies(session: Session, rows: list[Postmortem], today: date) -> list[PostmortemOut]:
+    ids = [p.id for p in rows if p.id is not None]
+    incident_ids = postmortems.incident_ids_of(session, ids)
+    finding_rows = findings.of_postmortems(session, ids)
+    action_rows = actions.of_postmortems(session, ids)
+    all_actions = action_bodies(session, [a for group in action_rows.values() for a in group], today)
+    by_postmortem: dict[int, list[ActionOut]] = {i: [] for i in ids}
+    for body in all_actions:
+        by_postmortem[body.postmortem_id].append(body)
+    return [
+        PostmortemOut.model_validate(
+            {
+                **row.model_dump(),
+                "incident_ids": incident_ids[row.id or 0],
+                "findings": [FindingOut.model_validate(f.model_dump()) for f in finding_rows[row.id or 0]],
+                "actions": by_postmortem[row.id or 0],
+                "overdue": postmortems.is_overdue(row, today),
+            }
+        )
+        for row in rows
+    ]

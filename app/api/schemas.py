@@ -1,0 +1,229 @@
+"""Request and response bodies of the REST API (names fixed by the spec)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from app.mappings import GitHubTarget, JiraTarget
+
+T = TypeVar("T")
+
+Text = Annotated[str, Field(max_length=20_000)]
+Line = Annotated[str, Field(min_length=1, max_length=255)]
+FindingKind = Literal[
+    "root_cause", "contributing_factor", "detection_gap", "response_gap", "process_gap", "architecture_flaw"
+]
+ActionKind = Literal["technical", "process", "organizational", "monitoring", "test"]
+Priority = Literal["critical", "high", "medium", "low"]
+PostmortemStatus = Literal["draft", "in_review", "published", "closed"]
+TrackerTarget = Annotated[JiraTarget | GitHubTarget, Field(discriminator="kind")]
+
+
+def _stripped(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value.strip()
+
+
+NonBlank = Annotated[Line, AfterValidator(_stripped)]
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Fields that may be omitted from a PATCH but never set to null.
+    _not_nullable: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> Any:
+        nulls = [name for name in self._not_nullable if name in self.model_fields_set and getattr(self, name) is None]
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} cannot be null")
+        return self
+
+
+class TimelineOut(BaseModel):
+    at: datetime
+    kind: str
+    actor: str | None
+    text: str | None
+
+
+class IncidentOut(BaseModel):
+    id: int
+    source: str
+    external_id: str
+    title: str
+    service: str | None
+    team: str | None
+    severity: str
+    priority: str | None
+    urgency: str | None
+    status: str
+    triggered_at: datetime | None
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    url: str | None
+    fingerprint: str | None
+    postmortem_id: int | None
+    recurrence_of: int | None
+    timeline: list[TimelineOut]
+
+
+class FindingIn(_Input):
+    kind: FindingKind
+    statement: Annotated[Text, AfterValidator(_stripped)]
+    evidence: Text | None = None
+    category: Line | None = None
+    whys: list[Text] = Field(default_factory=list, max_length=20)
+
+
+class FindingPatch(_Input):
+    _not_nullable = ("kind", "statement", "whys")
+    kind: FindingKind | None = None
+    statement: Annotated[Text, AfterValidator(_stripped)] | None = None
+    evidence: Text | None = None
+    category: Line | None = None
+    whys: list[Text] | None = Field(default=None, max_length=20)
+
+
+class FindingOut(BaseModel):
+    id: int
+    postmortem_id: int
+    kind: str
+    statement: str
+    evidence: str | None
+    category: str | None
+    whys: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ActionIn(_Input):
+    title: NonBlank
+    description: Text | None = None
+    kind: ActionKind = "technical"
+    owner: Line | None = None
+    due_date: date | None = None
+    priority: Priority = "medium"
+    success_metric: Text | None = None
+    finding_ids: list[int] = Field(min_length=1, max_length=100)
+    tracker: TrackerTarget | None = None
+
+
+class ActionPatch(_Input):
+    _not_nullable = ("title", "kind", "priority", "finding_ids")
+    title: NonBlank | None = None
+    description: Text | None = None
+    kind: ActionKind | None = None
+    owner: Line | None = None
+    due_date: date | None = None
+    priority: Priority | None = None
+    success_metric: Text | None = None
+    finding_ids: list[int] | None = Field(default=None, min_length=1, max_length=100)
+
+
+class LedgerOut(BaseModel):
+    id: int
+    at: datetime
+    kind: str
+    action_id: int | None
+    postmortem_id: int | None
+    source: str
+    from_status: str | None
+    to_status: str | None
+    tracker_status: str | None
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class ActionOut(BaseModel):
+    id: int
+    postmortem_id: int
+    finding_ids: list[int]
+    title: str
+    description: str | None
+    kind: str
+    owner: str | None
+    due_date: date | None
+    priority: str
+    success_metric: str | None
+    tracker: dict[str, Any] | None
+    tracker_key: str | None
+    tracker_url: str | None
+    status: str
+    tracker_status: str | None
+    tracker_state: str
+    last_error: str | None
+    filed_at: datetime | None
+    closed_at: datetime | None
+    overdue: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class ActionDetail(ActionOut):
+    ledger: list[LedgerOut]
+
+
+class PostmortemPatch(_Input):
+    _not_nullable = ("title", "status")
+    title: NonBlank | None = None
+    status: PostmortemStatus | None = None
+    owner: Line | None = None
+    summary: Text | None = None
+    customer_impact: Text | None = None
+    impact_start: AwareDatetime | None = None
+    impact_end: AwareDatetime | None = None
+    review_due: date | None = None
+    version: int | None = Field(default=None, ge=1, description="expected current version; 409 if it moved on")
+
+
+class PostmortemOut(BaseModel):
+    id: int
+    key: str
+    title: str
+    status: str
+    owner: str | None
+    summary: str | None
+    customer_impact: str | None
+    impact_start: datetime | None
+    impact_end: datetime | None
+    incident_ids: list[int]
+    findings: list[FindingOut]
+    actions: list[ActionOut]
+    version: int
+    trigger: str | None
+    created_at: datetime
+    updated_at: datetime
+    review_due: date | None
+    published_at: datetime | None
+    overdue: bool
+
+
+class RevisionOut(BaseModel):
+    id: int
+    version: int
+    at: datetime
+    author: str
+    changes: dict[str, Any]
+
+
+class WebhookAnswer(BaseModel):
+    status: Literal["accepted", "duplicate", "ignored"]
+    event_id: str
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    entries: int
+    first_bad_id: int | None = None

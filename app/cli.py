@@ -1,0 +1,152 @@
+"""The `aftermath` command: serve, worker, migrate, check-mappings, token create."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+from fastapi import FastAPI
+
+from app import migrations, tokens
+from app.context import Context, build_context
+from app.logs import configure
+from app.mappings import load_mappings
+from app.settings import SettingsError, load_settings
+
+cli = typer.Typer(help="Aftermath: alert webhooks to postmortem actions in your tracker, with a ledger.",
+                  no_args_is_help=True, add_completion=False)
+token_cli = typer.Typer(help="API tokens.", no_args_is_help=True)
+cli.add_typer(token_cli, name="token")
+log = logging.getLogger("aftermath")
+
+
+def _context() -> Context:
+    """Settings, mappings and engine, or one clear line and exit 2 when a setting is wrong."""
+    try:
+        settings = load_settings()
+        configure(settings.secrets())
+        return build_context(settings)
+    except SettingsError as exc:
+        typer.echo(f"aftermath: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _migrate(context: Context) -> None:
+    try:
+        migrations.upgrade(context.settings.database_url)
+    except Exception as exc:  # the database URL is valid but the database is not reachable or not usable
+        typer.echo(f"aftermath: AFTERMATH_DATABASE_URL: cannot migrate the database ({type(exc).__name__}: "
+                   f"{str(exc).splitlines()[0] if str(exc) else ''})", err=True)
+        raise typer.Exit(2) from None
+
+
+def _first_token(context: Context) -> None:
+    """With no configured token and an empty token table, make one write token and show it this once."""
+    if context.settings.api_tokens:
+        return
+    with context.write() as session:
+        if tokens.any_stored(session):
+            return
+        token = tokens.create(session, "admin", "write")
+    typer.echo(
+        "\nNo AFTERMATH_API_TOKENS set: created a write token named 'admin'. It is shown only this once:\n\n"
+        f"    {token}\n\nUse it as 'Authorization: Bearer <token>'. More: aftermath token create [--read] NAME\n"
+    )
+
+
+def create_app_from_env() -> FastAPI:
+    """uvicorn factory for `serve --workers N`: each process builds its own context."""
+    from app.api.main import create_app
+
+    return create_app(_context())
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(help="server processes")] = 1,
+) -> None:
+    """Migrate the database, then serve the API (and the embedded worker unless AFTERMATH_WORKER=off)."""
+    import uvicorn
+
+    context = _context()
+    _migrate(context)
+    _first_token(context)
+    # httptools + uvloop: plain h11 holds every route to a fraction of the throughput.
+    options = {"host": host, "port": port, "http": "httptools", "loop": "uvloop", "log_level": "info",
+               "proxy_headers": False, "server_header": False}
+    if workers > 1:
+        context.engine.dispose()
+        uvicorn.run("app.cli:create_app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+    else:
+        from app.api.main import create_app
+
+        uvicorn.run(create_app(context), **options)  # type: ignore[arg-type]
+
+
+@cli.command()
+def worker(once: Annotated[bool, typer.Option(help="drain ready jobs, run due periodic tasks, exit")] = False) -> None:
+    """Run the worker alone (any number of them on PostgreSQL)."""
+    from app.worker import Worker
+
+    context = _context()
+    runner = Worker(context)
+    if once:
+        typer.echo(f"ran {runner.run_once()} job(s)")
+        return
+    try:
+        runner.run_forever()
+    except KeyboardInterrupt:
+        runner.stop()
+
+
+@cli.command()
+def migrate() -> None:
+    """Upgrade the database to the latest schema."""
+    context = _context()
+    _migrate(context)
+    typer.echo(f"database at {migrations.head_revision()}")
+
+
+@cli.command("check-mappings")
+def check_mappings() -> None:
+    """Validate the mapping files and print what they say."""
+    try:
+        settings = load_settings()
+        mappings = load_mappings(settings.mappings)
+    except SettingsError as exc:
+        typer.echo(f"aftermath: {exc}", err=True)
+        raise typer.Exit(2) from None
+    rules = ", ".join(rule.name for rule in mappings.triggers.rules) or "none"
+    typer.echo(f"{settings.mappings}: ok — trigger rules: {rules}; tracker rules: {len(mappings.trackers.rules)}; "
+               f"people: {len(mappings.people)}")
+
+
+@token_cli.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="who uses it; recorded as the author of changes")],
+    read: Annotated[bool, typer.Option("--read", help="read scope only")] = False,
+) -> None:
+    """Create an API token and print it once (only its hash is kept)."""
+    context = _context()
+    _migrate(context)
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        with context.write() as session:
+            token = tokens.create(session, name, "read" if read else "write")
+    except IntegrityError:
+        typer.echo(f"aftermath: a token named {name!r} exists already", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(token)
+
+
+def main() -> None:
+    cli(prog_name="aftermath")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

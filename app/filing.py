@@ -1,0 +1,155 @@
+"""Filing flow: turn an action into exactly one tracker issue, even across timeouts, 5xx and crashes."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from sqlmodel import Session
+
+from app import jobs, ledger
+from app.actions import Action, finding_ids_of
+from app.context import Context
+from app.db import utcnow
+from app.findings import Finding
+from app.jobs import Job
+from app.mappings import Mappings
+from app.postmortems import Postmortem
+from connectors.tracker import IssueDraft, IssueRef, OutcomeUnknown, PermanentError, RetryLater, TrackerError
+
+log = logging.getLogger(__name__)
+
+
+def idempotency_key(action_id: int) -> str:
+    return f"aftermath-action-{action_id}"
+
+
+def finding_url(public_url: str, postmortem_id: int, finding_id: int) -> str:
+    return f"{public_url}/postmortems/{postmortem_id}#finding-{finding_id}"
+
+
+def _label(text: str) -> str:
+    return re.sub(r"\s+", "-", text.strip())[:255]
+
+
+def build_draft(
+    mappings: Mappings, public_url: str, action: Action, postmortem: Postmortem, found: list[Finding]
+) -> IssueDraft:
+    """The issue as the tracker will show it: what to do, why (the finding), and the way back to the postmortem."""
+    assert action.id is not None and postmortem.id is not None
+    target = action.tracker or {}
+    page = f"{public_url}/postmortems/{postmortem.id}"
+    lines = [action.description or "", "", f"**Postmortem:** [{postmortem.key} {postmortem.title}]({page})"]
+    for finding in found:
+        url = finding_url(public_url, postmortem.id, finding.id or 0)
+        lines.append(f"**Finding ({finding.kind.replace('_', ' ')}):** {finding.statement} — [{url}]({url})")
+    lines += [
+        f"**Owner:** {action.owner or 'unassigned'}",
+        f"**Due:** {action.due_date.isoformat() if action.due_date else 'no due date'}",
+        f"**Priority:** {action.priority}",
+        f"**Success metric:** {action.success_metric or 'not set'}",
+        f"**Action:** {page}#action-{action.id}",
+    ]
+    person = mappings.person(action.owner)
+    labels = [*mappings.trackers.labels, _label(f"pm-{postmortem.key}".lower())]
+    priority = None
+    if target.get("kind") == "jira":
+        assignee = person.jira_account_id or person.jira_name if person else None
+        priority = mappings.trackers.jira_priority.get(action.priority)
+    else:
+        assignee = person.github_login if person else None
+        if action.priority in mappings.trackers.github_priority_labels:
+            labels.append(mappings.trackers.github_priority_labels[action.priority])
+    first = found[0] if found else None
+    return IssueDraft(
+        idempotency_key=idempotency_key(action.id),
+        title=f"[{postmortem.key}] {action.title}",
+        body_markdown="\n".join(lines).strip(),
+        labels=tuple(_label(label) for label in labels),
+        assignee=assignee,
+        due_date=action.due_date,
+        priority=priority,
+        backlink_url=finding_url(public_url, postmortem.id, first.id or 0) if first else page,
+        backlink_title=f"{postmortem.key}: {first.statement[:200] if first else postmortem.title}",
+        extra_fields=dict(mappings.trackers.jira_fields) if target.get("kind") == "jira" else {},
+    )
+
+
+def _load(session: Session, action_id: int) -> tuple[Action, Postmortem, list[Finding]]:
+    action = session.get(Action, action_id)
+    assert action is not None and action.id is not None
+    postmortem = session.get(Postmortem, action.postmortem_id)
+    assert postmortem is not None
+    ids = finding_ids_of(session, [action.id])[action.id]
+    found = [f for f in (session.get(Finding, fid) for fid in ids) if f is not None]
+    return action, postmortem, found
+
+
+def file_action(context: Context, job: Job, worker_id: str) -> None:
+    """Look for the issue by its idempotency key before creating it, so no failure mode can file it twice."""
+    assert job.action_id is not None and job.id is not None
+    with context.read() as session:
+        action, postmortem, found = _load(session, job.action_id)
+    if action.tracker_key:
+        with context.write() as session:
+            if (mine := jobs.still_mine(session, job.id, worker_id)) is not None:
+                jobs.finish(session, mine)
+        return
+    target = action.tracker or {}
+    tracker = context.tracker(str(target.get("kind")))
+    try:
+        if tracker is None:
+            raise PermanentError(f"{target.get('kind')} is not configured: set its AFTERMATH_* connection settings")
+        draft = build_draft(context.mappings, context.settings.public_url, action, postmortem, found)
+        ref = tracker.find_issue(target, draft.idempotency_key) if job.attempts > 1 else None
+        if ref is None:
+            ref = tracker.create_issue(target, draft)
+    except RetryLater as exc:
+        delay = jobs.backoff(job.attempts, exc.retry_after)
+        _record_failure(context, job, worker_id, exc, retry_in=delay)
+        return
+    except TrackerError as exc:
+        _record_failure(context, job, worker_id, exc, retry_in=None)
+        return
+    _record_filed(context, job, worker_id, ref)
+
+
+def _record_filed(context: Context, job: Job, worker_id: str, ref: IssueRef) -> None:
+    assert job.id is not None and job.action_id is not None
+    with context.write() as session:
+        if jobs.still_mine(session, job.id, worker_id) is None:
+            return  # another worker took the job over; it will find this issue by its key
+        action = session.get(Action, job.action_id)
+        assert action is not None
+        action.tracker_key, action.tracker_url, action.filed_at = ref.key, ref.url, utcnow()
+        action.status, action.tracker_status, action.last_error = "open", None, None
+        action.updated_at = utcnow()
+        session.add(action)
+        ledger.append(
+            session, kind="filed", source="system", action_id=action.id, postmortem_id=action.postmortem_id,
+            from_status="unfiled", to_status="open", details={"key": ref.key, "url": ref.url},
+        )
+        jobs.finish(session, jobs.still_mine(session, job.id, worker_id) or job)
+
+
+def _record_failure(context: Context, job: Job, worker_id: str, exc: TrackerError, retry_in: float | None) -> None:
+    assert job.id is not None and job.action_id is not None
+    with context.write() as session:
+        mine = jobs.still_mine(session, job.id, worker_id)
+        if mine is None:
+            return
+        action = session.get(Action, job.action_id)
+        assert action is not None
+        action.last_error, action.updated_at = exc.message, utcnow()
+        session.add(action)
+        if retry_in is not None:
+            note = " (the issue may exist; it will be looked up first)" if isinstance(exc, OutcomeUnknown) else ""
+            log.info("filing action %s: %s; retry in %.0fs%s", action.id, exc.message, retry_in, note)
+            jobs.retry(session, mine, exc.message, retry_in)
+        else:
+            log.warning("filing action %s failed for good: %s", action.id, exc.message)
+            jobs.fail(session, mine, exc.message)
+            ledger.append(
+                session, kind="filing_failed", source="system", action_id=action.id,
+                postmortem_id=action.postmortem_id, details={"error": exc.message},
+            )

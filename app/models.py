@@ -1,0 +1,27 @@
+"""Imports every table module so the shared metadata is complete (Alembic, tests)."""
+
+from app.actions import Action, ActionFinding
+from app.findings import Finding
+from app.inbox import InboundEvent
+from app.incidents import Incident, TimelineEntry
+from app.jobs import Job, Schedule
+from app.ledger import LedgerEntry
+from app.postmortems import Postmortem, PostmortemRevision
+from app.tokens import ApiToken
+from app.tracking import PollCursor
+
+__all__ = [
+    "Action",
+    "ActionFinding",
+    "ApiToken",
+    "Finding",
+    "InboundEvent",
+    "Incident",
+    "Job",
+    "LedgerEntry",
+    "PollCursor",
+    "Postmortem",
+    "PostmortemRevision",
+    "Schedule",
+    "TimelineEntry",
+]

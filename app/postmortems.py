@@ -1,0 +1,198 @@
+"""Postmortems: opened by trigger rules or by hand, edited under optimistic versioning, every change a revision."""
+
+from __future__ import annotations
+
+import json
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlmodel import Field, Session, SQLModel, select
+
+from app.db import UTCDateTime, page, utcnow
+from app.errors import Conflict, NotFound
+from app.incidents import Incident
+from app.mappings import Mappings, TriggerCondition
+
+STATUSES = ("draft", "in_review", "published", "closed")
+NEXT_STATUSES = {
+    "draft": {"in_review"},
+    "in_review": {"draft", "published"},
+    "published": {"in_review", "closed"},
+    "closed": set(),
+}
+EDITABLE = ("title", "status", "owner", "summary", "customer_impact", "impact_start", "impact_end", "review_due")
+
+
+class Postmortem(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    key: str | None = Field(default=None, max_length=32, unique=True)
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default="draft", max_length=16, index=True)
+    owner: str | None = Field(default=None, max_length=255)
+    summary: str | None = Field(default=None, sa_column=Column(Text))
+    customer_impact: str | None = Field(default=None, sa_column=Column(Text))
+    impact_start: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    impact_end: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    review_due: date | None = Field(default=None, index=True)
+    trigger: str | None = Field(default=None, max_length=128)  # the rule that opened it, or "manual"
+    version: int = 1
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    published_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class PostmortemRevision(SQLModel, table=True):
+    __tablename__ = "postmortem_revision"
+    __table_args__ = (UniqueConstraint("postmortem_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    postmortem_id: int = Field(foreign_key="postmortem.id", index=True)
+    version: int
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    author: str = Field(max_length=255)
+    changes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date | datetime) else value
+
+
+def record_revision(session: Session, postmortem: Postmortem, author: str, changes: dict[str, Any]) -> None:
+    """Bump the version and keep who changed what; every write to a postmortem or its children goes through here."""
+    assert postmortem.id is not None
+    postmortem.version += 1
+    postmortem.updated_at = utcnow()
+    session.add(postmortem)
+    session.add(
+        PostmortemRevision(
+            postmortem_id=postmortem.id,
+            version=postmortem.version,
+            author=author,
+            changes=json.loads(json.dumps(changes, default=_jsonable)),
+        )
+    )
+
+
+def get(session: Session, postmortem_id: int) -> Postmortem:
+    postmortem = session.get(Postmortem, postmortem_id)
+    if postmortem is None:
+        raise NotFound(f"postmortem {postmortem_id} not found")
+    return postmortem
+
+
+def open_for_incident(
+    session: Session, incident: Incident, *, author: str, trigger: str, review_due_days: int
+) -> tuple[Postmortem, bool]:
+    """The incident's postmortem, opened now if it has none; the flag says whether it was created."""
+    if incident.postmortem_id is not None:
+        return get(session, incident.postmortem_id), False
+    now = utcnow()
+    postmortem = Postmortem(
+        title=incident.title, trigger=trigger, review_due=(now + timedelta(days=review_due_days)).date(), version=1
+    )
+    session.add(postmortem)
+    session.flush()
+    assert postmortem.id is not None
+    postmortem.key = f"PM-{postmortem.id}"
+    incident.postmortem_id = postmortem.id
+    session.add_all([postmortem, incident])
+    session.add(
+        PostmortemRevision(
+            postmortem_id=postmortem.id,
+            version=1,
+            author=author,
+            changes={"opened": {"incident_id": incident.id, "trigger": trigger}},
+        )
+    )
+    session.flush()
+    return postmortem, True
+
+
+def update(
+    session: Session, postmortem: Postmortem, fields: dict[str, Any], *, author: str, expected_version: int | None
+) -> Postmortem:
+    if expected_version is not None and expected_version != postmortem.version:
+        raise Conflict(f"postmortem is at version {postmortem.version}, not {expected_version}; reload and retry")
+    if "status" in fields and fields["status"] != postmortem.status:
+        allowed = NEXT_STATUSES[postmortem.status]
+        if fields["status"] not in allowed:
+            moves = ", ".join(sorted(allowed)) or "none"
+            raise Conflict(f"status cannot go from {postmortem.status} to {fields['status']} (allowed: {moves})")
+    changes: dict[str, Any] = {}
+    for name in EDITABLE:
+        if name in fields and fields[name] != getattr(postmortem, name):
+            changes[name] = {"from": _jsonable(getattr(postmortem, name)), "to": _jsonable(fields[name])}
+            setattr(postmortem, name, fields[name])
+    start, end = postmortem.impact_start, postmortem.impact_end
+    if start and end and end < start:
+        raise Conflict("impact_end is before impact_start")
+    if changes:
+        if "status" in changes and postmortem.status == "published" and postmortem.published_at is None:
+            postmortem.published_at = utcnow()
+        record_revision(session, postmortem, author, changes)
+        session.flush()
+    return postmortem
+
+
+def revisions(session: Session, postmortem_id: int) -> list[PostmortemRevision]:
+    query = select(PostmortemRevision).where(PostmortemRevision.postmortem_id == postmortem_id)
+    return list(session.exec(query.order_by(PostmortemRevision.version)).all())  # type: ignore[arg-type]
+
+
+def incidents_of(session: Session, postmortem_id: int) -> list[Incident]:
+    query = select(Incident).where(Incident.postmortem_id == postmortem_id).order_by(Incident.id)  # type: ignore[arg-type]
+    return list(session.exec(query).all())
+
+
+def matching_rule(mappings: Mappings, incident: Incident, now: datetime) -> str | None:
+    """Name of the first trigger rule the incident meets, if any."""
+    for rule in mappings.triggers.rules:
+        if _meets(rule.when, incident, now):
+            return rule.name
+    return None
+
+
+def _meets(when: TriggerCondition, incident: Incident, now: datetime) -> bool:
+    if when.source and incident.source != when.source:
+        return False
+    if when.severity and incident.severity not in when.severity:
+        return False
+    if when.urgency and incident.urgency not in when.urgency:
+        return False
+    if when.service and incident.service not in when.service:
+        return False
+    if when.open_longer_than is not None:
+        if incident.triggered_at is None:
+            return False
+        until = incident.resolved_at if incident.status == "resolved" and incident.resolved_at else now
+        if until - incident.triggered_at <= when.open_longer_than:
+            return False
+    return True
+
+
+def list_page(
+    session: Session, *, status: str | None, overdue: bool | None, today: date, after: int | None, limit: int
+) -> tuple[list[Postmortem], str | None]:
+    query = select(Postmortem)
+    if status:
+        query = query.where(Postmortem.status == status)
+    if overdue is not None:
+        late = (Postmortem.review_due < today) & Postmortem.status.in_(("draft", "in_review"))  # type: ignore[operator,attr-defined]
+        query = query.where(late if overdue else ~late)
+    return page(session, query, Postmortem.id, after, limit)
+
+
+def is_overdue(postmortem: Postmortem, today: date) -> bool:
+    due = postmortem.review_due
+    return due is not None and due < today and postmortem.status in ("draft", "in_review")
+
+
+def incident_ids_of(session: Session, postmortem_ids: list[int]) -> dict[int, list[int]]:
+    result: dict[int, list[int]] = {p: [] for p in postmortem_ids}
+    if postmortem_ids:
+        query = select(Incident.id, Incident.postmortem_id).where(Incident.postmortem_id.in_(postmortem_ids))  # type: ignore[union-attr]
+        for incident_id, postmortem_id in session.exec(query.order_by(Incident.id)).all():  # type: ignore[arg-type]
+            result[postmortem_id].append(incident_id)
+    return result

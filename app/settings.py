@@ -1,0 +1,122 @@
+"""Service settings: exactly the AFTERMATH_* variables of the spec, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _http_url(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError(f"{value!r} is not an absolute http(s) URL")
+    return value.rstrip("/")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AFTERMATH_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///./aftermath.db"
+    public_url: str = "http://localhost:8000"
+    api_tokens: CommaList = Field(default_factory=list)
+    pagerduty_secrets: CommaList = Field(default_factory=list)
+    opsgenie_token: str | None = None
+    jira_url: str | None = None
+    jira_user: str | None = None
+    jira_token: str | None = None
+    github_token: str | None = None
+    github_api_url: str = "https://api.github.com"
+    github_webhook_secret: str | None = None
+    jira_webhook_secret: str | None = None
+    reminder_interval: int = Field(default=604800, ge=0)
+    mappings: Path = Path("./mappings")
+    poll_interval: float = Field(default=300, gt=0)
+    worker: Literal["embedded", "off"] = "embedded"
+
+    @field_validator("api_tokens", "pagerduty_secrets", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("opsgenie_token", "jira_url", "jira_user", "jira_token", "github_token",
+                     "github_webhook_secret", "jira_webhook_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # An empty secret would verify against an empty key, which anyone can forge: treat it as unset.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError(f"{value!r} is not a SQLAlchemy URL (e.g. sqlite:///./aftermath.db)") from exc
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError("only sqlite:// and postgresql+psycopg:// URLs are supported")
+        return value
+
+    @field_validator("public_url", "github_api_url")
+    @classmethod
+    def _urls(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("jira_url")
+    @classmethod
+    def _jira_url(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value)
+
+    @field_validator("mappings")
+    @classmethod
+    def _mappings_dir(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"{value} is not a folder of mapping files")
+        return value
+
+    @property
+    def jira_enabled(self) -> bool:
+        return bool(self.jira_url and self.jira_token)
+
+    @property
+    def github_enabled(self) -> bool:
+        return bool(self.github_token)
+
+    def secrets(self) -> list[str]:
+        """Every configured secret, so logs and errors can be scrubbed of them."""
+        values = [*self.pagerduty_secrets, self.opsgenie_token, self.jira_token, self.github_token,
+                  self.github_webhook_secret, self.jira_webhook_secret]
+        values += [entry.split("=", 1)[-1].rsplit(":", 1)[0] for entry in self.api_tokens]
+        return [v for v in values if v]
+
+
+class SettingsError(Exception):
+    """A present-but-wrong setting; the message is one line naming the variable and the fix."""
+
+
+def describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    name = "AFTERMATH_" + str(first["loc"][0]).upper() if first["loc"] else "AFTERMATH settings"
+    return f"{name}: {first['msg']}"
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(describe(exc)) from None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return load_settings()

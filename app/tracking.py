@@ -1,0 +1,134 @@
+"""Status back from the trackers: normalize by category, and write one ledger entry per real change."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import Field, Session, SQLModel, select
+
+from app import ledger
+from app.actions import CLOSED, Action
+from app.context import Context
+from app.db import UTCDateTime, utcnow
+from app.mappings import Mappings
+from connectors.tracker import IssueState, TrackerError
+
+log = logging.getLogger(__name__)
+RECENTLY_CLOSED = timedelta(days=30)  # closed issues stay polled this long, so a reopen is still seen
+
+
+class PollCursor(SQLModel, table=True):
+    """Per tracker target, the connector's opaque cursor (GitHub: since + ETag)."""
+
+    __tablename__ = "poll_cursor"
+
+    target: str = Field(primary_key=True, max_length=255)
+    cursor: str | None = Field(default=None, max_length=2000)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+def normalize(mappings: Mappings, kind: str, state: IssueState) -> str:
+    if kind == "jira":
+        jira = mappings.statuses.jira
+        if state.raw_status in jira.statuses:
+            return jira.statuses[state.raw_status]
+        status = jira.categories.get(state.category, "open")
+        if status == "done" and state.resolution and state.resolution in jira.wont_do_resolutions:
+            return "wont_do"
+        return status
+    github = mappings.statuses.github
+    if state.category == "closed":
+        return github.closed.get(state.resolution or "", github.closed_default)
+    return github.open
+
+
+def target_key(target: dict[str, Any]) -> str:
+    return f"jira:{target.get('project')}" if target.get("kind") == "jira" else f"github:{target.get('repo')}"
+
+
+def apply_state(
+    session: Session, mappings: Mappings, action: Action, state: IssueState, source: str, at: datetime | None = None
+) -> bool:
+    """Record the tracker's state on the action; a ledger entry only when the normalized or raw status moved."""
+    assert action.id is not None and action.tracker_kind is not None
+    new_status = normalize(mappings, action.tracker_kind, state)
+    changed = False
+    if state.moved_to and state.moved_to != action.tracker_key:
+        ledger.append(session, kind="tracker_moved", source=source, action_id=action.id,
+                      postmortem_id=action.postmortem_id, details={"from": action.tracker_key, "to": state.moved_to})
+        action.tracker_key, changed = state.moved_to, True
+    if action.tracker_state != "ok":
+        action.tracker_state, changed = "ok", True
+    if new_status != action.status or state.raw_status != action.tracker_status:
+        kind = "reopened" if action.status in CLOSED and new_status not in CLOSED else "status_changed"
+        ledger.append(
+            session, kind=kind, source=source, action_id=action.id, postmortem_id=action.postmortem_id,
+            from_status=action.status, to_status=new_status, tracker_status=state.raw_status,
+            details={"key": action.tracker_key, "resolution": state.resolution}, at=at,
+        )
+        if new_status in CLOSED and action.status not in CLOSED:
+            action.closed_at = at or utcnow()
+        elif new_status not in CLOSED:
+            action.closed_at = None
+        action.status, action.tracker_status, changed = new_status, state.raw_status, True
+    if changed:
+        action.updated_at = utcnow()
+        session.add(action)
+    return changed
+
+
+def mark_missing(session: Session, action: Action, source: str) -> bool:
+    if action.tracker_state == "missing":
+        return False
+    action.tracker_state, action.updated_at = "missing", utcnow()
+    session.add(action)
+    ledger.append(session, kind="tracker_missing", source=source, action_id=action.id,
+                  postmortem_id=action.postmortem_id, details={"key": action.tracker_key})
+    return True
+
+
+def pollable(session: Session, now: datetime) -> list[Action]:
+    query = select(Action).where(
+        Action.tracker_key.is_not(None),  # type: ignore[union-attr]
+        (Action.status.not_in(CLOSED)) | (Action.closed_at >= now - RECENTLY_CLOSED),  # type: ignore[attr-defined,operator]
+    )
+    return list(session.exec(query.order_by(Action.id)).all())  # type: ignore[arg-type]
+
+
+def poll_all(context: Context) -> int:
+    """One poll cycle over every target; returns the number of actions whose status changed."""
+    with context.read() as session:
+        by_target: dict[str, list[Action]] = defaultdict(list)
+        for action in pollable(session, utcnow()):
+            by_target[target_key(action.tracker or {})].append(action)
+        cursors = {c.target: c.cursor for c in session.exec(select(PollCursor)).all()}
+    changed = 0
+    for key, group in by_target.items():
+        target = group[0].tracker or {}
+        tracker = context.tracker(str(target.get("kind")))
+        if tracker is None:
+            continue
+        keys = [a.tracker_key for a in group if a.tracker_key]
+        try:
+            result = tracker.poll(target, keys, cursors.get(key))
+        except TrackerError as exc:
+            log.warning("poll of %s failed: %s", key, exc.message)
+            continue
+        with context.write() as session:
+            for action in group:
+                fresh = session.get(Action, action.id)
+                if fresh is None or fresh.tracker_key is None:
+                    continue
+                state = result.states.get(fresh.tracker_key)
+                if state is not None:
+                    changed += apply_state(session, context.mappings, fresh, state, "poll")
+                elif fresh.tracker_key in result.missing:
+                    mark_missing(session, fresh, "poll")
+            if result.cursor != cursors.get(key):
+                row = session.get(PollCursor, key) or PollCursor(target=key)
+                row.cursor, row.updated_at = result.cursor, utcnow()
+                session.add(row)
+    return changed

@@ -1,0 +1,102 @@
+"""The worker loop: run due jobs, and the periodic poll and sweeps, on one or many processes sharing the job table."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from app import filing, jobs, tracking
+from app.context import Context
+from app.db import utcnow
+from app.incidents import Incident
+from app.ingest import open_postmortem_if_due
+from sqlmodel import select
+
+log = logging.getLogger(__name__)
+TRIGGER_SWEEP_SECONDS = 60.0
+
+
+class Worker:
+    def __init__(self, context: Context, name: str = "worker", idle_wait: float = 0.5) -> None:
+        self.context = context
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{name}:{uuid.uuid4().hex[:6]}"
+        self.idle_wait = idle_wait
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_job(self) -> bool:
+        """Claim and run one job; False when none was ready."""
+        with self.context.write() as session:
+            job = jobs.claim(session, self.id)
+        if job is None:
+            return False
+        try:
+            if job.kind == "file_action":
+                filing.file_action(self.context, job, self.id)
+            else:
+                log.error("unknown job kind %s (job %s)", job.kind, job.id)
+                with self.context.write() as session:
+                    mine = jobs.still_mine(session, job.id or 0, self.id)
+                    if mine:
+                        jobs.fail(session, mine, f"unknown job kind {job.kind}")
+        except Exception:
+            # A bug in one job must not stop the loop; the lease runs out and the job is retried later.
+            log.exception("job %s crashed", job.id)
+        return True
+
+    def run_periodic(self) -> None:
+        settings = self.context.settings
+        with self.context.write() as session:
+            poll_due = jobs.due(session, "poll", settings.poll_interval)
+            sweep_due = jobs.due(session, "trigger_sweep", TRIGGER_SWEEP_SECONDS)
+        if poll_due:
+            tracking.poll_all(self.context)
+        if sweep_due:
+            self.sweep_triggers()
+
+    def sweep_triggers(self) -> int:
+        """Rules that depend on time passing (open longer than 30 minutes) are met without any new event."""
+        opened = 0
+        with self.context.write() as session:
+            query = select(Incident).where(Incident.postmortem_id.is_(None), Incident.status != "resolved")  # type: ignore[union-attr]
+            for incident in session.exec(query).all():
+                opened += open_postmortem_if_due(session, self.context.mappings, incident)
+        if opened:
+            log.info("trigger sweep opened %d postmortem(s) at %s", opened, utcnow().isoformat())
+        return opened
+
+    def run_once(self) -> int:
+        """Drain every ready job and run periodic tasks; for tests and `aftermath worker --once`."""
+        count = 0
+        while self.run_job():
+            count += 1
+        self.run_periodic()
+        return count
+
+    def run_forever(self) -> None:
+        log.info("worker %s started", self.id)
+        while not self._stop.is_set():
+            try:
+                worked = self.run_job()
+                self.run_periodic()
+            except SQLAlchemyError as exc:
+                log.warning("worker: database unavailable (%s); retrying", type(exc).__name__)
+                worked = False
+                self._stop.wait(5)
+            if not worked:
+                self._stop.wait(self.idle_wait)
+        log.info("worker %s stopped", self.id)
+
+    def start_thread(self) -> None:
+        self._thread = threading.Thread(target=self.run_forever, name="aftermath-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)

@@ -1,0 +1,366 @@
+"""Jira Cloud and Server/DC as an Aftermath tracker, through the `jira` (pycontribs) client over REST v2.
+
+Files one issue per action (marked with a label and a remote-link globalId so a retry finds it) and polls status.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import date, datetime
+from typing import Any
+
+import requests
+from jira import JIRA, JIRAError
+from urllib3.exceptions import NewConnectionError
+
+from connectors.tracker import (
+    IssueDraft,
+    IssueRef,
+    IssueState,
+    OutcomeUnknown,
+    PermanentError,
+    PollResult,
+    RetryLater,
+    TrackerError,
+)
+
+LOG = logging.getLogger(__name__)
+
+# REST v2 on purpose: `jira` 3.10 builds every URL as /rest/api/2 and sends description and comment bodies as plain
+# strings, which is exactly what v2 takes (v3 demands Atlassian Document Format objects there and answers a plain
+# string with 400). Same endpoints and field shapes otherwise, on Cloud and on Server/DC (which has no v3 at all).
+REST_API_VERSION = "2"
+POLL_BATCH = 100  # search/jql returns at most 100 issues per page once fields other than id/key are asked for
+POLL_FIELDS = ("status", "resolution", "updated", "assignee", "duedate")
+SUMMARY_MAX = 255
+LABEL_MAX = 255
+DESCRIPTION_MAX = 32_000  # Jira's text fields hold 32 767 chars; leave room for the marker line
+GLOBAL_ID_PREFIX = "aftermath:"
+MARKER_PREFIX = "Aftermath idempotency key: "
+_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*-[0-9]+$")
+# "An issue with key 'X-1' does not exist for field 'key'." (Cloud) / "The value 'X-1' does not exist for ..." (older)
+_MISSING_KEY_RE = re.compile(r"(?:issue with key|value) '([A-Za-z][A-Za-z0-9_]*-[0-9]+)' does not exist", re.I)
+
+
+def sanitize_label(text: str) -> str:
+    """Jira labels may not contain whitespace and are at most 255 chars."""
+    return re.sub(r"\s+", "-", text.strip())[:LABEL_MAX]
+
+
+def global_id(idempotency_key: str) -> str:
+    """The remote link's globalId: re-posting it updates the one link instead of adding another."""
+    return (GLOBAL_ID_PREFIX + idempotency_key)[:255]
+
+
+class JiraTracker:
+    """One Jira site. Cloud when `user` (the account e-mail) is given: Basic email:API-token; else a Server/DC PAT."""
+
+    kind = "jira"
+
+    def __init__(self, url: str, user: str | None, token: str, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self._user = user
+        self._token = token
+        self._timeout = timeout
+        self._jira: JIRA | None = None  # built on first use, so constructing a tracker never touches the network
+
+    # -- Tracker protocol ------------------------------------------------------------------------------------------
+    def find_issue(self, target: dict[str, Any], idempotency_key: str) -> IssueRef | None:
+        """The issue carrying this key's label (1 search request).
+
+        Jira's search index is eventually consistent: a miss right after an OutcomeUnknown create proves little,
+        so the caller should look again for a while before filing anew.
+        """
+        project, _ = _target(target)
+        label = sanitize_label(idempotency_key)
+        found = self._search(f"project = {_quote(project)} AND labels = {_quote(label)}", ["labels", "created"])
+        # `labels =` is an exact match in Jira, but verify here anyway: a lookup must never adopt a stranger's issue.
+        hits = [i for i in found if label in ((i.get("fields") or {}).get("labels") or [])]
+        if not hits:
+            return None
+        hits.sort(key=lambda i: int(i.get("id") or 0))  # ids grow: the first one filed is the one to keep
+        if len(hits) > 1:
+            LOG.warning("Jira has %d issues labelled %s: %s", len(hits), label, [i.get("key") for i in hits])
+        return self._ref(str(hits[0]["key"]))
+
+    def create_issue(self, target: dict[str, Any], draft: IssueDraft) -> IssueRef:
+        """POST the issue (1 request, no prefetch GET), then upsert the backlink (1 more; +1 applinks GET/client)."""
+        project, issue_type = _target(target)
+        jira = self._client()
+        fields = self._fields(project, issue_type, draft, cloud=jira.deploymentType == "Cloud")
+        with _translated(f"create a {issue_type} in {project}", create=True):
+            raw = jira.create_issue(fields=fields, prefetch=False).raw or {}
+        ref = self._ref(str(raw["key"]))
+        if draft.backlink_url:
+            try:
+                self.add_backlink(ref.key, draft.idempotency_key, draft.backlink_url, draft.backlink_title)
+            except TrackerError as e:
+                # The issue exists and carries the label, so failing here would only make the caller file it again.
+                # The link is an upsert (same globalId): calling add_backlink later repairs it without duplicates.
+                LOG.warning("Jira issue %s filed, but its backlink was not added: %s", ref.key, e.message)
+        return ref
+
+    def poll(self, target: dict[str, Any], keys: list[str], cursor: str | None) -> PollResult:
+        """One POST search/jql per 100 keys (+ one GET /field per client); `cursor` is unused and passed back.
+
+        States are keyed by the key asked for; a moved issue answers under its new key, reported as `moved_to`.
+        """
+        given: dict[str, str] = {}  # normalized (upper-case) key -> the caller's spelling, which the answer uses
+        for key in keys:
+            given.setdefault(key.strip().upper(), key)
+        valid = [k for k in given if _KEY_RE.match(k)]
+        missing = [k for k in given if not _KEY_RE.match(k)]  # cannot exist, and would make the JQL invalid
+        states: dict[str, IssueState] = {}
+        for start in range(0, len(valid), POLL_BATCH):
+            self._poll_batch(valid[start : start + POLL_BATCH], states, missing)
+        return PollResult(
+            states={given[k]: replace(s, key=given[k]) for k, s in states.items()},
+            cursor=cursor,
+            missing=tuple(given[k] for k in missing),
+        )
+
+    def add_comment(self, key: str, text: str) -> None:
+        jira = self._client()
+        with _translated(f"comment on {key}"):
+            jira.add_comment(key, text)  # v2: the body is a plain (wiki-markup) string
+
+    # -- extras ----------------------------------------------------------------------------------------------------
+    def add_backlink(self, key: str, idempotency_key: str, url: str, title: str | None = None) -> None:
+        """Upsert the remote link back to Aftermath; safe to repeat (same globalId → Jira updates, 200 not 201)."""
+        jira = self._client()
+        destination = {"url": url, "title": title or url}
+        with _translated(f"link {key} back to Aftermath"):
+            jira.add_remote_link(
+                key, destination, globalId=global_id(idempotency_key), relationship="postmortem action"
+            )
+
+    # -- internals -------------------------------------------------------------------------------------------------
+    def _client(self) -> JIRA:
+        if self._jira is None:
+            options: dict[str, str | bool | Any] = {"rest_api_version": REST_API_VERSION}
+            with _translated("connect to Jira"):
+                # max_retries=0: ResilientSession would otherwise re-send a POST after ConnectionError, 429 or 503,
+                # sleeping up to 60 s inside the call, and a re-sent create can file a duplicate. We surface
+                # RetryLater/OutcomeUnknown instead and let the caller's queue decide when to retry.
+                # The constructor's GET serverInfo tells Cloud from Server/DC (search endpoint, assignee shape).
+                if self._user:
+                    self._jira = JIRA(
+                        self.url,
+                        options=options,
+                        basic_auth=(self._user, self._token),
+                        max_retries=0,
+                        timeout=self._timeout,
+                    )
+                else:
+                    self._jira = JIRA(
+                        self.url, options=options, token_auth=self._token, max_retries=0, timeout=self._timeout
+                    )
+        return self._jira
+
+    def _ref(self, key: str) -> IssueRef:
+        return IssueRef(key=key, url=f"{self.url}/browse/{key}")
+
+    def _fields(self, project: str, issue_type: str, draft: IssueDraft, *, cloud: bool) -> dict[str, Any]:
+        label = sanitize_label(draft.idempotency_key)
+        labels = [sanitize_label(lb) for lb in draft.labels if lb.strip()]
+        body = draft.body_markdown[:DESCRIPTION_MAX].rstrip()
+        # Extras first so they cannot override what identifies and finds the issue (project, summary, marker label).
+        fields: dict[str, Any] = dict(draft.extra_fields)
+        fields.update(
+            project={"key": project},
+            issuetype={"name": issue_type},  # by name and key: avoids the client's two lookup GETs
+            summary=" ".join(draft.title.split())[:SUMMARY_MAX],  # Jira refuses newlines and > 255 chars
+            # v2 description is a plain wiki-markup string; the marker line makes a human-visible, greppable trail.
+            description=f"{body}\n\n----\n{MARKER_PREFIX}{draft.idempotency_key}",
+            labels=list(dict.fromkeys([*labels, label])),  # the key label is what find_issue searches
+        )
+        if draft.due_date:
+            fields["duedate"] = draft.due_date.isoformat()
+        if draft.priority:
+            fields["priority"] = {"name": draft.priority}
+        if draft.assignee:  # Cloud identifies users by accountId only (GDPR); Server/DC by user name
+            fields["assignee"] = {"accountId": draft.assignee} if cloud else {"name": draft.assignee}
+        return fields
+
+    def _search(self, jql: str, fields: list[str]) -> list[dict[str, Any]]:
+        """All issues matching `jql` (raw JSON), via POST so a 100-key IN list never hits URL length limits."""
+        jira = self._client()
+        issues: list[dict[str, Any]] = []
+        with _translated("search Jira"):
+            if jira.deploymentType == "Cloud":  # /search/jql: token pages, no total (old /search answers 410)
+                token: str | None = None
+                while True:
+                    page = jira.enhanced_search_issues(
+                        jql,
+                        nextPageToken=token,
+                        maxResults=POLL_BATCH,
+                        fields=list(fields),
+                        json_result=True,
+                        use_post=True,
+                    )
+                    issues += _as_dict(page).get("issues") or []
+                    token = _as_dict(page).get("nextPageToken")
+                    if not token:
+                        return issues
+            while True:  # Server/DC: classic /search with startAt/total
+                page = _as_dict(
+                    jira.search_issues(
+                        jql,
+                        startAt=len(issues),
+                        maxResults=POLL_BATCH,
+                        fields=list(fields),
+                        json_result=True,
+                        use_post=True,
+                    )
+                )
+                got = page.get("issues") or []
+                issues += got
+                if not got or len(issues) >= int(page.get("total") or 0):
+                    return issues
+
+    def _poll_batch(self, batch: list[str], states: dict[str, IssueState], missing: list[str]) -> None:
+        pending, found = list(batch), list[dict[str, Any]]()
+        while pending:
+            try:
+                found = self._search(f"key in ({','.join(pending)})", list(POLL_FIELDS))
+                break
+            except PermanentError as e:
+                # One deleted (or now invisible) key fails the whole JQL with 400; Jira names it, so drop it and ask
+                # again: a batch costs one extra request per *set* of vanished keys, not a GET per key.
+                gone = {k.upper() for k in _MISSING_KEY_RE.findall(e.message)} & set(pending)
+                if not gone:
+                    raise
+                missing += [k for k in pending if k in gone]
+                pending = [k for k in pending if k not in gone]
+        by_key = {str(i.get("key", "")).upper(): i for i in found}
+        for key in pending:
+            if key in by_key:
+                states[key] = _state(key, by_key[key])
+                continue
+            # Not answered under its own key: moved to another project (Jira resolves the old key and answers the new
+            # one) or not yet in the search index. Rare, so one GET each settles which.
+            issue = self._get_issue(key)
+            if issue is None:
+                missing.append(key)
+            else:
+                states[key] = _state(key, issue)
+
+    def _get_issue(self, key: str) -> dict[str, Any] | None:
+        jira = self._client()
+        try:
+            with _translated(f"read {key}"):
+                return jira.issue(key, fields=",".join(POLL_FIELDS)).raw or {}
+        except PermanentError as e:
+            if isinstance(e.__cause__, JIRAError) and e.__cause__.status_code == 404:
+                return None
+            raise
+
+
+def _target(target: dict[str, Any]) -> tuple[str, str]:
+    if target.get("kind", "jira") != "jira" or not target.get("project"):
+        raise PermanentError(f"not a Jira target with a project: {target!r}")
+    return str(target["project"]), str(target.get("issue_type") or "Task")
+
+
+def _quote(value: str) -> str:
+    """A JQL string literal."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _as_dict(page: Any) -> dict[str, Any]:
+    if not isinstance(page, dict):  # json_result=True always answers a dict; guard against a client change
+        raise RetryLater(f"unexpected Jira search answer: {type(page).__name__}")
+    return page
+
+
+def _state(asked: str, issue: dict[str, Any]) -> IssueState:
+    f = issue.get("fields") or {}
+    status = f.get("status") or {}
+    resolution = f.get("resolution") or {}
+    assignee = f.get("assignee") or {}
+    key = str(issue.get("key") or asked)
+    return IssueState(
+        key=asked,
+        raw_status=str(status.get("name") or ""),
+        category=str((status.get("statusCategory") or {}).get("key") or "undefined"),
+        resolution=resolution.get("name"),
+        updated_at=_parse_time(f.get("updated")),
+        assignee=assignee.get("accountId") or assignee.get("name"),
+        due_date=_parse_date(f.get("duedate")),
+        moved_to=key if key.upper() != asked.upper() else None,
+    )
+
+
+def _parse_time(value: Any) -> datetime | None:
+    try:  # Jira: 2021-01-18T23:45:00.000+0000
+        return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%S.%f%z") if value else None
+    except ValueError:
+        return None
+
+
+def _parse_date(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _error_text(resp: requests.Response | None, fallback: str) -> str:
+    """Jira's ErrorCollection as one line: errorMessages, then `field: message` for each field error."""
+    if resp is None:
+        return fallback
+    try:
+        body = resp.json()
+    except ValueError:
+        return (resp.text or fallback)[:500]
+    if not isinstance(body, dict):
+        return fallback
+    parts = [str(m) for m in body.get("errorMessages") or []]
+    parts += [f"{k}: {v}" for k, v in (body.get("errors") or {}).items()]
+    parts += [str(body[k]) for k in ("message", "errorMessage") if body.get(k)]
+    return "; ".join(parts) or fallback
+
+
+def _retry_after(resp: requests.Response | None) -> float | None:
+    try:
+        return float(resp.headers["Retry-After"]) if resp is not None and "Retry-After" in resp.headers else None
+    except ValueError:
+        return None
+
+
+@contextmanager
+def _translated(action: str, *, create: bool = False) -> Iterator[None]:
+    """Map client/transport failures to the Tracker errors; `create` marks the non-idempotent issue POST."""
+    try:
+        yield
+    except JIRAError as e:
+        status, resp = e.status_code, e.response
+        text = _error_text(resp, e.text or "no details")
+        if status in (401, 403):
+            raise PermanentError(f"Jira refused the credentials or permission to {action} ({status}): {text}") from e
+        if status == 429 or status == 408:
+            raise RetryLater(f"Jira asked to slow down ({status}): {text}", _retry_after(resp)) from e
+        if status is None or status >= 500 or 200 <= status < 300:  # 2xx here = an answer without the issue key
+            # A 5xx on the create POST may come after Jira stored the issue: the caller must look before re-filing.
+            kind = OutcomeUnknown if create else RetryLater
+            raise kind(f"Jira failed to {action} ({status}): {text}", _retry_after(resp)) from e
+        raise PermanentError(f"Jira refused to {action} ({status}): {text}") from e
+    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema) as e:
+        raise PermanentError(f"bad Jira URL: {e}") from e
+    except ValueError as e:  # a 2xx that is not JSON (a proxy's HTML page): the request did reach something
+        kind = OutcomeUnknown if create else RetryLater
+        raise kind(f"unreadable answer from Jira to {action}: {e}") from e
+    except requests.RequestException as e:
+        # Read timeout or a connection dropped mid-request: a create may have landed. A connection that was never
+        # opened (refused, DNS, connect timeout) cannot have created anything, so plain RetryLater suffices there.
+        kind = OutcomeUnknown if create and not _never_sent(e) else RetryLater
+        raise kind(f"no answer from Jira to {action}: {type(e).__name__}: {e}") from e
+
+
+def _never_sent(e: requests.RequestException) -> bool:
+    reason = getattr(e.args[0], "reason", None) if e.args else None
+    return isinstance(e, requests.exceptions.ConnectTimeout) or isinstance(reason, NewConnectionError)

@@ -1,0 +1,278 @@
+"""Opsgenie (and JSM) outgoing Webhook: check the shared-secret header and parse one action into an AlertEvent.
+
+Opsgenie signs nothing, so a secret custom header is the only proof of origin. Facts: shared/ALERT_SOURCES.md §2, §3.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from connectors.events import AlertEvent, IncidentSnapshot, PayloadError, TimelineKind
+
+_KINDS: dict[str, TimelineKind] = {
+    "Create": "triggered",
+    "Acknowledge": "acknowledged",
+    "UnAcknowledge": "unacknowledged",
+    "Close": "resolved",
+    "Escalate": "escalated",
+    "EscalateNext": "escalated",
+    "AssignOwnership": "reassigned",
+    "TakeOwnership": "reassigned",
+    "AddTeam": "reassigned",
+    "AddRecipient": "responder_added",
+    "AddResponder": "responder_added",
+    "AddNote": "note",
+    "UpdatePriority": "priority_changed",
+}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DIGITS = re.compile(r"[0-9]{1,20}")  # ASCII only: str.isdigit() also accepts "²", which int() rejects
+# Alert ids since ~2020 are "<uuid>-<createdAt ms>" (§2.4); older ones are a bare UUID.
+_ID_WITH_MS = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}-([0-9]{10,15})")
+
+
+def verify_token(*, expected: str | None, header_token: str | None, authorization: str | None) -> bool:
+    """True when `X-Aftermath-Token` equals `expected`, or HTTP Basic carries it as the password (any user)."""
+    if not expected:
+        return False  # an unset secret must never let an empty or missing header through
+    # surrogatepass: a lone surrogate in a header must give False, not a UnicodeEncodeError.
+    secret = expected.encode("utf-8", "surrogatepass")
+    by_header = header_token is not None and hmac.compare_digest(header_token.encode("utf-8", "surrogatepass"), secret)
+    password = _basic_password(authorization)
+    by_basic = password is not None and hmac.compare_digest(password, secret)
+    return by_header or by_basic
+
+
+def _basic_password(authorization: str | None) -> bytes | None:
+    if not authorization:
+        return None
+    scheme, _, encoded = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII characters in the header
+        return None
+    _user, colon, password = decoded.partition(b":")
+    return password if colon else None
+
+
+def parse(body: bytes) -> AlertEvent:
+    """Parse one webhook body. Raises PayloadError naming the problem; unused actions come back ignored."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise PayloadError(f"body is not JSON: {exc.__class__.__name__}") from None
+    if not isinstance(doc, dict):
+        raise PayloadError("body must be a JSON object")
+    action = doc.get("action")
+    if action is None:
+        raise PayloadError("action is missing")
+    if not isinstance(action, str) or not action:
+        raise PayloadError("action must be a non-empty string")
+    alert = doc.get("alert")
+    if alert is None:
+        raise PayloadError("alert is missing")
+    if not isinstance(alert, dict):
+        raise PayloadError("alert must be an object")
+    alert_id = alert.get("alertId")
+    if alert_id is None:
+        raise PayloadError("alert.alertId is missing")
+    if not isinstance(alert_id, str) or not alert_id:
+        raise PayloadError("alert.alertId must be a non-empty string")
+
+    # Opsgenie sends no event id; this composite key is the documented workaround (§2.6).
+    integration = _s(doc, "integrationId") or ""
+    kind = _KINDS.get(action)
+    extra: dict[str, Any] = {}
+    if (name := _s(doc, "integrationName")) is not None:
+        extra["integration_name"] = name
+    if (tiny_id := _s(alert, "tinyId")) is not None:
+        extra["tiny_id"] = tiny_id
+
+    if action == "Escalate":
+        escalation_id = _s(doc, "escalationId")
+        repeat = _int(doc.get("repeatCount"))
+        if escalation_id is not None:
+            event_id = f"{integration}:{alert_id}:Escalate:{escalation_id}:{repeat if repeat is not None else 0}"
+        else:
+            event_id = f"{integration}:{alert_id}:Escalate:sha256:{_digest(body)}"
+        at = _escalation_time(alert_id, doc.get("escalationTime"))
+        if at is not None:
+            extra["at_estimated"] = True  # alert creation + escalation delay, not when it actually fired
+        if repeat:
+            extra["repeat_count"] = repeat
+        return AlertEvent(
+            source="opsgenie",
+            event_id=event_id,
+            event_type=action,
+            incident_external_id=alert_id,
+            kind=kind,
+            at=at,
+            actor=None,  # the escalation engine acted, not a person; escalationNotify is the target
+            text=_escalation_text(doc),
+            extra=extra,
+        )
+
+    updated_raw = alert.get("updatedAt")
+    updated_ns = _int(updated_raw)
+    at = _from_ns(updated_ns)
+    if at is None:
+        updated_ns = None
+        # A used action with a broken clock is refused; an ignored one must still get its 2xx (§3.12).
+        if updated_raw is not None and kind is not None:
+            raise PayloadError("alert.updatedAt must be an integer count of epoch nanoseconds")
+    if updated_ns is not None:
+        event_id = f"{integration}:{alert_id}:{action}:{updated_ns}"
+        extra["updated_at_ns"] = updated_ns
+    else:
+        # No timestamp: a body hash still dedupes identical redeliveries without merging distinct events.
+        event_id = f"{integration}:{alert_id}:{action}:sha256:{_digest(body)}"
+    if kind is None:
+        extra["incident_id"] = alert_id
+    if action == "AddTeam" and (added := _s(alert, "team")) is not None:
+        extra["added_team"] = added
+    if action == "Create" and (description := _s(alert, "description")) is not None:
+        extra["description"] = description  # only sent when "Add Alert Description to Payload" is on
+
+    actor = _s(alert, "username")
+    return AlertEvent(
+        source="opsgenie",
+        event_id=event_id,
+        event_type=action,
+        incident_external_id=alert_id if kind is not None else None,
+        kind=kind,
+        at=at,
+        actor=actor if kind is not None else None,
+        text=_text(action, alert, actor),
+        snapshot=_snapshot(action, alert, alert_id) if kind is not None else IncidentSnapshot(),
+        extra=extra,
+    )
+
+
+def normalize_priority(value: object) -> str | None:
+    """A priority label: "P1".."P5" and other text pass through; int n or digit string "n" become "Pn".
+
+    Blank text, booleans, lists and objects give None.
+    Mapping int n to Pn is an ASSUMPTION: 2017 payloads sent ints, and no source says what they meant.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"P{value}"
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,3}", value):
+        return f"P{int(value)}"
+    # A list or object is no label; str() of a deeply nested one could also exceed the recursion limit.
+    return str(value) if isinstance(value, str | float) else None
+
+
+def _s(obj: object, key: str) -> str | None:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: object) -> int | None:
+    """An int, or a string of ASCII digits; never via float, which cannot hold 19-digit nanoseconds."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        return int(value)
+    return None
+
+
+def _from_ns(ns: int | None) -> datetime | None:
+    if ns is None:
+        return None
+    try:
+        # Integer microseconds (floor): exact, unlike datetime.fromtimestamp(ns / 1e9).
+        return _EPOCH + timedelta(microseconds=ns // 1000)
+    except OverflowError:
+        return None
+
+
+def _from_ms(ms: int | None) -> datetime | None:
+    return _from_ns(ms * 1_000_000) if ms is not None else None
+
+
+def _digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()[:32]
+
+
+def _escalation_time(alert_id: str, minutes_raw: object) -> datetime | None:
+    # Escalate carries no timestamp; estimate from the creation ms in the id plus the escalation delay.
+    match = _ID_WITH_MS.fullmatch(alert_id)
+    minutes = _int(minutes_raw)
+    created = _from_ms(int(match.group(1))) if match else None
+    if created is None or minutes is None:
+        return None
+    try:
+        return created + timedelta(minutes=minutes)
+    except OverflowError:
+        return None
+
+
+def _escalation_text(doc: dict[str, Any]) -> str:
+    target = _s(doc.get("escalationNotify"), "name")
+    policy = _s(doc, "escalationName")
+    text = "Escalated" + (f" to {target}" if target else "") + (f" via {policy}" if policy else "")
+    repeat = _int(doc.get("repeatCount"))
+    return f"{text} (repeat {repeat})" if repeat else text
+
+
+def _text(action: str, alert: dict[str, Any], actor: str | None) -> str | None:
+    by = f" by {actor}" if actor else ""
+    match action:
+        case "Create":
+            return _s(alert, "message")
+        case "Acknowledge":
+            return f"Acknowledged{by}"
+        case "UnAcknowledge":
+            return f"Unacknowledged{by}"
+        case "Close":
+            return f"Closed{by}"
+        case "EscalateNext":
+            return f"Escalated to the next level{by}"
+        case "AssignOwnership":
+            owner = _s(alert, "owner")
+            return f"Ownership assigned to {owner}{by}" if owner else f"Ownership assigned{by}"
+        case "TakeOwnership":
+            return f"Ownership taken by {actor}" if actor else "Ownership taken"
+        case "AddTeam":
+            team = _s(alert, "team")
+            return f"Team {team} added{by}" if team else f"Team added{by}"
+        case "AddRecipient" | "AddResponder":
+            who = _s(alert, "recipient") or _s(alert, "responder")
+            return f"Responder {who} added{by}" if who else f"Responder added{by}"
+        case "AddNote":
+            return _s(alert, "note")
+        case "UpdatePriority":
+            new = normalize_priority(alert.get("priority"))
+            old = normalize_priority(alert.get("oldPriority"))
+            if new and old:
+                return f"Priority {old} → {new}"
+            return f"Priority changed to {new}" if new else "Priority changed"
+    return None
+
+
+def _snapshot(action: str, alert: dict[str, Any], alert_id: str) -> IncidentSnapshot:
+    details = alert.get("details")
+    service = _s(details, "service") or _s(alert, "entity") or _s(alert, "source")
+    alias = _s(alert, "alias")
+    return IncidentSnapshot(
+        title=_s(alert, "message"),
+        service=service,
+        # On AddTeam `team` is the team just added, not the owner team (§3.10).
+        team=None if action == "AddTeam" else _s(alert, "team"),
+        priority=normalize_priority(alert.get("priority")),
+        url=None,
+        # "-" and alias == alertId mean no caller-chosen dedup key was given.
+        dedup_key=alias if alias not in (None, "-", alert_id) else None,
+        created_at=_from_ms(_int(alert.get("createdAt"))),
+    )

@@ -1,0 +1,102 @@
+"""Small builders for tests: signed webhook deliveries, sample payloads, a postmortem with findings."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+PAYLOADS = Path(__file__).resolve().parents[2] / "shared" / "payloads"
+WRITE = {"Authorization": "Bearer test-write-token"}
+READ = {"Authorization": "Bearer test-read-token"}
+
+
+def payload(relative: str) -> bytes:
+    path = PAYLOADS / relative
+    if not path.exists():
+        pytest.skip(f"sample payloads not found at {PAYLOADS}")
+    return path.read_bytes()
+
+
+def pd_signature(body: bytes, secret: str = "pd-secret-new") -> str:
+    return "v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def post_pd(client: TestClient, body: bytes, secret: str = "pd-secret-new") -> Any:
+    return client.post(
+        "/webhooks/pagerduty",
+        content=body,
+        headers={"X-PagerDuty-Signature": pd_signature(body, secret), "Content-Type": "application/json"},
+    )
+
+
+def post_og(client: TestClient, body: bytes, token: str = "og-token") -> Any:
+    return client.post(
+        "/webhooks/opsgenie", content=body, headers={"X-Aftermath-Token": token, "Content-Type": "application/json"}
+    )
+
+
+def pd_event(
+    event_type: str,
+    *,
+    event_id: str,
+    incident_id: str = "Q2TEST0000001",
+    at: str = "2026-03-14T09:12:04.617Z",
+    priority: str | None = None,
+    urgency: str = "high",
+    title: str = "Checkout API down",
+    status: str = "triggered",
+    service: str = "Checkout API",
+) -> bytes:
+    data = {
+        "id": incident_id,
+        "type": "incident",
+        "self": f"https://api.pagerduty.com/incidents/{incident_id}",
+        "html_url": f"https://acme.pagerduty.com/incidents/{incident_id}",
+        "number": 1,
+        "status": status,
+        "incident_key": None,
+        "created_at": at[:19] + "Z",
+        "title": title,
+        "service": {"id": "PSVC1", "type": "service_reference", "summary": service},
+        "assignees": [],
+        "teams": [{"id": "PT1", "type": "team_reference", "summary": "Payments SRE"}],
+        "priority": None if priority is None else {"id": "PP", "type": "priority_reference", "summary": priority},
+        "urgency": urgency,
+    }
+    event = {
+        "event": {
+            "id": event_id,
+            "event_type": event_type,
+            "resource_type": "incident",
+            "occurred_at": at,
+            "agent": {"id": "PU1", "type": "user_reference", "summary": "Alice"},
+            "client": None,
+            "data": data,
+        }
+    }
+    return json.dumps(event).encode()
+
+
+def make_postmortem(client: TestClient, incident_id: int) -> dict[str, Any]:
+    response = client.post(f"/api/v1/incidents/{incident_id}/postmortem", headers=WRITE)
+    assert response.status_code in (200, 201), response.text
+    return dict(response.json())
+
+
+def add_finding(client: TestClient, postmortem_id: int, **fields: Any) -> dict[str, Any]:
+    body = {"kind": "root_cause", "statement": "Connection pool too small", "category": "capacity", **fields}
+    response = client.post(f"/api/v1/postmortems/{postmortem_id}/findings", json=body, headers=WRITE)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def first_incident(client: TestClient) -> dict[str, Any]:
+    items = client.get("/api/v1/incidents", headers=READ).json()["items"]
+    assert items, "no incident was created"
+    return dict(items[0])

@@ -1,0 +1,265 @@
+"""JiraTracker (real `jira` 3.10.5 client) against the fake Jira over HTTP, plus the fake's own Jira-isms."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import httpx
+import pytest
+
+from connectors.jira_tracker import JiraTracker
+from connectors.tracker import IssueDraft, OutcomeUnknown, PermanentError, RetryLater
+from tests.fakes.fake_jira import DEFAULT_ACCOUNT_ID, FakeJira
+
+TARGET = {"kind": "jira", "project": "OPS", "issue_type": "Task"}
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeJira]:
+    with FakeJira() as server:
+        yield server
+
+
+@pytest.fixture
+def server_dc() -> Iterator[FakeJira]:
+    with FakeJira(deployment="Server", token="dc-pat") as server:
+        yield server
+
+
+@pytest.fixture
+def tracker(fake: FakeJira) -> JiraTracker:
+    return JiraTracker(fake.url, fake.user, fake.token, timeout=5)
+
+
+def draft(n: int = 42, **overrides: Any) -> IssueDraft:
+    values: dict[str, Any] = {"idempotency_key": f"aftermath-action-{n}", "title": "Add disk alerts", "body_markdown": "b"}
+    return IssueDraft(**{**values, **overrides})
+
+
+def call(fake: FakeJira, method: str, path: str, body: Any = None) -> httpx.Response:
+    auth = base64.b64encode(f"{fake.user}:{fake.token}".encode()).decode()
+    return httpx.request(method, fake.url + path, json=body, headers={"Authorization": f"Basic {auth}"})
+
+
+def test_create_sends_all_fields_label_and_remote_link_in_two_requests(fake: FakeJira, tracker: JiraTracker) -> None:
+    ref = tracker.create_issue(
+        TARGET,
+        draft(
+            title="Line one\nline two " + "x" * 300,
+            body_markdown="Disk filled up.",
+            labels=("post mortem", "sev1"),
+            assignee=DEFAULT_ACCOUNT_ID,
+            due_date=date(2025, 2, 1),
+            priority="High",
+            backlink_url="http://aftermath.example/postmortems/7#finding-3",
+            backlink_title="Finding 3",
+            extra_fields={"customfield_10010": "SRE"},
+        ),
+    )
+    assert ref.key == "OPS-1" and ref.url == f"{fake.url}/browse/OPS-1"
+    issue = fake.issues["OPS-1"]
+    f = issue.fields
+    assert f["summary"].startswith("Line one line two") and len(f["summary"]) == 255
+    assert f["description"].startswith("Disk filled up.") and "aftermath-action-42" in f["description"]
+    assert f["labels"] == ["post-mortem", "sev1", "aftermath-action-42"]
+    assert f["assignee"]["accountId"] == DEFAULT_ACCOUNT_ID
+    assert (f["duedate"], f["priority"]["name"], f["customfield_10010"]) == ("2025-02-01", "High", "SRE")
+    [link] = issue.remote_links
+    assert link["globalId"] == "aftermath:aftermath-action-42"
+    assert link["object"] == {"url": "http://aftermath.example/postmortems/7#finding-3", "title": "Finding 3"}
+    # serverInfo (client construction) + POST issue + applinks (once per client) + POST remotelink; no prefetch GET
+    assert [(r.method, r.path) for r in fake.requests] == [
+        ("GET", "/rest/api/2/serverInfo"),
+        ("POST", "/rest/api/2/issue"),
+        ("GET", "/rest/applinks/latest/listApplicationlinks"),
+        ("POST", "/rest/api/2/issue/OPS-1/remotelink"),
+    ]
+    tracker.create_issue(TARGET, draft(7, backlink_url="http://aftermath.example/x"))
+    assert fake.count("/listApplicationlinks") == 1 and fake.count("/serverInfo") == 1
+
+
+def test_backlink_is_an_upsert_and_its_failure_does_not_fail_the_create(fake: FakeJira, tracker: JiraTracker) -> None:
+    fake.fail_next(1, status=500, path_contains="/remotelink")
+    ref = tracker.create_issue(TARGET, draft(backlink_url="http://a.example/1"))
+    assert fake.issues[ref.key].remote_links == []
+    tracker.add_backlink(ref.key, "aftermath-action-42", "http://a.example/1", "Finding")
+    tracker.add_backlink(ref.key, "aftermath-action-42", "http://a.example/2", "Finding")
+    [link] = fake.issues[ref.key].remote_links
+    assert link["object"]["url"] == "http://a.example/2"
+
+
+def test_unknown_custom_field_is_permanent_with_jiras_words(fake: FakeJira, tracker: JiraTracker) -> None:
+    with pytest.raises(PermanentError) as err:
+        tracker.create_issue(TARGET, draft(extra_fields={"customfield_10099": "x"}))
+    assert "Field 'customfield_10099' cannot be set. It is not on the appropriate screen, or unknown." in err.value.message
+    assert "customfield_10099:" in err.value.message and fake.issues == {}
+
+
+def test_unknown_project_and_bad_values_are_permanent(fake: FakeJira, tracker: JiraTracker) -> None:
+    with pytest.raises(PermanentError, match="Specify a valid project ID or key"):
+        tracker.create_issue({**TARGET, "project": "NOPE"}, draft())
+    with pytest.raises(PermanentError, match="priority"):
+        tracker.create_issue(TARGET, draft(priority="Blocker"))
+    with pytest.raises(PermanentError, match="cannot be assigned"):
+        tracker.create_issue(TARGET, draft(assignee="someone-else"))
+    with pytest.raises(PermanentError):
+        tracker.create_issue({"kind": "github", "repo": "o/r"}, draft())
+
+
+def test_bad_credentials_are_permanent(fake: FakeJira) -> None:
+    with pytest.raises(PermanentError, match="401"):
+        JiraTracker(fake.url, fake.user, "wrong", timeout=5).poll(TARGET, ["OPS-1"], None)
+
+
+def test_429_is_retry_later_with_retry_after_and_not_resent(fake: FakeJira, tracker: JiraTracker) -> None:
+    tracker.poll(TARGET, [], None)  # construct the client first
+    fake.fail_next(1, status=429, retry_after=7, path_contains="/rest/api/2/issue")
+    with pytest.raises(RetryLater) as err:
+        tracker.create_issue(TARGET, draft())
+    assert err.value.retry_after == 7 and not isinstance(err.value, OutcomeUnknown)
+    assert fake.count("/rest/api/2/issue", "POST") == 1 and fake.issues == {}
+
+
+def test_503_is_retry_later_and_on_create_outcome_unknown(fake: FakeJira, tracker: JiraTracker) -> None:
+    key = fake.add_issue()
+    fake.fail_next(1, status=503, retry_after=3, path_contains="/search/jql")
+    with pytest.raises(RetryLater) as err:
+        tracker.poll(TARGET, [key], None)
+    assert err.value.retry_after == 3
+    fake.fail_next(1, status=503, path_contains="/rest/api/2/issue")
+    with pytest.raises(OutcomeUnknown):  # an OutcomeUnknown is a RetryLater that asks to look before re-filing
+        tracker.create_issue(TARGET, draft())
+    assert fake.count("/rest/api/2/issue", "POST") == 1  # the client's own retry of POST on 503 is off
+
+
+def test_lost_answer_is_outcome_unknown_and_find_issue_prevents_a_duplicate(fake: FakeJira, tracker: JiraTracker) -> None:
+    assert tracker.find_issue(TARGET, "aftermath-action-42") is None
+    fake.fail_next(1, status=502, path_contains="/rest/api/2/issue", after_effect=True)
+    with pytest.raises(OutcomeUnknown):
+        tracker.create_issue(TARGET, draft())
+    found = tracker.find_issue(TARGET, "aftermath-action-42")
+    assert found is not None and found.key == "OPS-1" and len(fake.issues) == 1
+    fake.add_issue(labels=["aftermath-action-420"])  # a near-miss label is not a match
+    assert tracker.find_issue(TARGET, "aftermath-action-4") is None
+
+
+def test_read_timeout_on_create_is_outcome_unknown(fake: FakeJira) -> None:
+    tracker = JiraTracker(fake.url, fake.user, fake.token, timeout=0.5)
+    tracker.poll(TARGET, [], None)
+    fake.delay_next(1.5, path_contains="/rest/api/2/issue")
+    with pytest.raises(OutcomeUnknown):
+        tracker.create_issue(TARGET, draft())
+    deadline = time.monotonic() + 5  # the slow request still lands, as a real Jira's would
+    while tracker.find_issue(TARGET, "aftermath-action-42") is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert tracker.find_issue(TARGET, "aftermath-action-42") is not None
+
+
+def test_unreachable_jira_is_retry_later() -> None:
+    with pytest.raises(RetryLater) as err:
+        JiraTracker("http://127.0.0.1:9", "u", "t", timeout=2).create_issue(TARGET, draft())
+    assert not isinstance(err.value, OutcomeUnknown)  # connection refused: nothing can have been created
+
+
+def test_poll_250_keys_in_three_searches(fake: FakeJira, tracker: JiraTracker) -> None:
+    keys = [fake.add_issue(summary=f"s{i}") for i in range(250)]
+    fake.set_status(keys[5], "In Progress", "indeterminate")
+    fake.set_status(keys[200], "Done", "done", resolution="Won't Do")
+    result = tracker.poll(TARGET, keys, "cursor-1")
+    searches = [r for r in fake.requests if r.path.endswith("/search/jql")]
+    assert len(searches) == 3 and all(r.method == "POST" for r in searches)
+    assert [len(r.body["jql"].split(",")) for r in searches] == [100, 100, 50]
+    assert fake.count("/field") <= 1 and len(fake.requests) == 1 + fake.count("/field") + 3  # + serverInfo
+    assert set(result.states) == set(keys) and result.missing == () and result.cursor == "cursor-1"
+    s = result.states[keys[200]]
+    assert (s.raw_status, s.category, s.resolution, s.moved_to) == ("Done", "done", "Won't Do", None)
+    assert result.states[keys[5]].category == "indeterminate" and result.states[keys[0]].category == "new"
+    assert s.updated_at is not None and s.updated_at.tzinfo is not None
+    tracker.poll(TARGET, keys, None)
+    assert fake.count("/field") <= 1  # cached per client
+
+
+def test_deleted_keys_go_to_missing_at_one_extra_search(fake: FakeJira, tracker: JiraTracker) -> None:
+    keys = [fake.add_issue() for _ in range(5)]
+    fake.delete_issue(keys[1])
+    fake.delete_issue(keys[3])
+    result = tracker.poll(TARGET, [*keys, "not a key"], None)
+    assert set(result.missing) == {keys[1], keys[3], "not a key"}
+    assert set(result.states) == {keys[0], keys[2], keys[4]}
+    assert fake.count("/search/jql") == 2  # Jira names every missing key in the one 400
+
+
+def test_moved_issue_reports_its_new_key(fake: FakeJira, tracker: JiraTracker) -> None:
+    fake.add_project("PLAT")
+    key, other = fake.add_issue(), fake.add_issue()
+    new_key = fake.move_issue(key, "PLAT")
+    result = tracker.poll(TARGET, [key, other], None)
+    assert result.states[key].moved_to == new_key and result.states[other].moved_to is None
+    assert result.missing == ()
+
+
+def test_add_comment_sends_plain_text_on_v2(fake: FakeJira, tracker: JiraTracker) -> None:
+    key = fake.add_issue()
+    tracker.add_comment(key, "Reminder: due tomorrow")
+    assert fake.issues[key].comments[0]["body"] == "Reminder: due tomorrow"
+    with pytest.raises(PermanentError):
+        tracker.add_comment("OPS-999", "x")
+
+
+def test_server_dc_with_bearer_pat(server_dc: FakeJira) -> None:
+    tracker = JiraTracker(server_dc.url, None, "dc-pat", timeout=5)
+    ref = tracker.create_issue(TARGET, draft(assignee="alice", backlink_url="http://a.example/1"))
+    assert server_dc.issues[ref.key].fields["assignee"]["name"] == "alice"  # Server takes {"name"}, not accountId
+    assert tracker.find_issue(TARGET, "aftermath-action-42") == ref
+    gone = server_dc.add_issue()
+    server_dc.delete_issue(gone)
+    result = tracker.poll(TARGET, [ref.key, gone], None)
+    assert result.states[ref.key].assignee == "alice" and result.missing == (gone,)
+    assert server_dc.count("/search/jql") == 0 and server_dc.count("/rest/api/2/search", "POST") == 3
+    with pytest.raises(PermanentError, match="401"):
+        JiraTracker(server_dc.url, None, "wrong", timeout=5).poll(TARGET, [ref.key], None)
+
+
+# -- the fake itself -------------------------------------------------------------------------------------------------
+
+
+def test_removed_search_answers_410_on_cloud(fake: FakeJira) -> None:
+    for version in ("2", "3"):
+        r = call(fake, "GET", f"/rest/api/{version}/search?jql=project%3DOPS")
+        assert r.status_code == 410 and "CHANGE-2046" in r.json()["errorMessages"][0]
+        assert {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} <= set(r.headers)
+
+
+def test_v3_wants_adf_and_v2_wants_strings(fake: FakeJira) -> None:
+    fields = {"project": {"key": "OPS"}, "issuetype": {"name": "Task"}, "summary": "s"}
+    r = call(fake, "POST", "/rest/api/3/issue", {"fields": {**fields, "description": "plain"}})
+    assert r.status_code == 400 and "Atlassian Document" in r.json()["errors"]["description"]
+    doc = {"type": "doc", "version": 1, "content": [{"type": "paragraph", "content": [{"type": "text", "text": "t"}]}]}
+    r = call(fake, "POST", "/rest/api/3/issue", {"fields": {**fields, "description": doc}})
+    assert r.status_code == 201
+    assert call(fake, "GET", f"/rest/api/2/issue/{r.json()['key']}").json()["fields"]["description"] == "t"
+    r = call(fake, "POST", "/rest/api/2/issue", {"fields": {**fields, "description": doc}})
+    assert r.status_code == 400
+    assert call(fake, "POST", "/rest/api/3/issue/OPS-1/comment", {"body": "plain"}).status_code == 400
+
+
+def test_search_jql_rules(fake: FakeJira) -> None:
+    keys = [fake.add_issue() for _ in range(3)]
+    r = call(fake, "POST", "/rest/api/3/search/jql", {"jql": "order by key"})
+    assert r.status_code == 400 and "Unbounded" in r.json()["errorMessages"][0]
+    r = call(fake, "POST", "/rest/api/3/search/jql", {"jql": "key in (OPS-1, OPS-77)"})
+    assert r.json()["errorMessages"] == ["An issue with key 'OPS-77' does not exist for field 'key'."]
+    r = call(fake, "POST", "/rest/api/3/search/jql", {"jql": "project = OPS ORDER BY key DESC", "maxResults": 2})
+    page = r.json()
+    assert page["issues"] == [{"id": fake.issues[keys[2]].id}, {"id": fake.issues[keys[1]].id}]  # default: id only
+    assert "total" not in page and page["isLast"] is False
+    body = {"jql": "project = OPS ORDER BY key DESC", "nextPageToken": page["nextPageToken"], "fields": ["labels"]}
+    page = call(fake, "POST", "/rest/api/3/search/jql", body).json()
+    assert [i["key"] for i in page["issues"]] == [keys[0]] and "nextPageToken" not in page
+    fake.fail_next(1, status=429)
+    r = call(fake, "GET", "/rest/api/2/myself")
+    assert r.status_code == 429 and r.headers["Retry-After"] == "1" and r.headers["X-RateLimit-Remaining"] == "0"
