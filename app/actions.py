@@ -85,7 +85,7 @@ def _check_findings(session: Session, postmortem_id: int, finding_ids: list[int]
         select(Finding.id).where(Finding.id.in_(finding_ids), Finding.postmortem_id != postmortem_id)  # type: ignore[union-attr]
     ).all()
     if foreign:
-        raise Invalid(f"finding_ids: finding(s) {sorted(foreign)} belong to another postmortem")
+        raise Invalid(f"finding_ids: finding(s) {sorted(f for f in foreign if f)} belong to another postmortem")
 
 
 def add(
@@ -102,7 +102,9 @@ def add(
     assert postmortem.id is not None
     _check_findings(session, postmortem.id, finding_ids)
     target = resolve_target(mappings, session, postmortem, tracker)
-    action = Action(postmortem_id=postmortem.id, tracker=target, tracker_kind=target["kind"] if target else None, **fields)
+    action = Action(
+        postmortem_id=postmortem.id, tracker=target, tracker_kind=target["kind"] if target else None, **fields
+    )
     if target is None:
         action.last_error = "no tracker target: the action names none and no mapping in trackers.yaml matches"
     session.add(action)
@@ -135,7 +137,9 @@ def finding_ids_of(session: Session, action_ids: list[int]) -> dict[int, list[in
     return result
 
 
-def update(session: Session, action: Action, fields: dict[str, Any], finding_ids: list[int] | None, *, author: str) -> Action:
+def update(
+    session: Session, action: Action, fields: dict[str, Any], finding_ids: list[int] | None, *, author: str
+) -> Action:
     assert action.id is not None
     changes: dict[str, Any] = {}
     for name in EDITABLE:
@@ -160,7 +164,11 @@ def update(session: Session, action: Action, fields: dict[str, Any], finding_ids
     for name, kind in (("owner", "owner_changed"), ("due_date", "due_date_changed")):
         if name in changes:
             ledger.append(
-                session, kind=kind, source="api", action_id=action.id, postmortem_id=action.postmortem_id,
+                session,
+                kind=kind,
+                source="api",
+                action_id=action.id,
+                postmortem_id=action.postmortem_id,
                 details={"from": changes[name]["from"], "to": changes[name]["to"], "by": author},
             )
     postmortem = session.get(Postmortem, action.postmortem_id)
@@ -194,7 +202,8 @@ def list_page(
         query = query.where(Action.owner == owner)
     if overdue is not None:
         late = (Action.due_date < today) & Action.status.not_in(CLOSED)  # type: ignore[operator,attr-defined]
-        query = query.where(late if overdue else ~late)
+        # SQL's NOT of a NULL comparison is NULL: an action without a due date is explicitly "not overdue".
+        query = query.where(late if overdue else (Action.due_date.is_(None) | ~late))  # type: ignore[union-attr]
     if postmortem_id is not None:
         query = query.where(Action.postmortem_id == postmortem_id)
     if tracker:

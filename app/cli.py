@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Annotated
 
 import typer
@@ -15,8 +14,11 @@ from app.logs import configure
 from app.mappings import load_mappings
 from app.settings import SettingsError, load_settings
 
-cli = typer.Typer(help="Aftermath: alert webhooks to postmortem actions in your tracker, with a ledger.",
-                  no_args_is_help=True, add_completion=False)
+cli = typer.Typer(
+    help="Aftermath: alert webhooks to postmortem actions in your tracker, with a ledger.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 token_cli = typer.Typer(help="API tokens.", no_args_is_help=True)
 cli.add_typer(token_cli, name="token")
 log = logging.getLogger("aftermath")
@@ -37,8 +39,11 @@ def _migrate(context: Context) -> None:
     try:
         migrations.upgrade(context.settings.database_url)
     except Exception as exc:  # the database URL is valid but the database is not reachable or not usable
-        typer.echo(f"aftermath: AFTERMATH_DATABASE_URL: cannot migrate the database ({type(exc).__name__}: "
-                   f"{str(exc).splitlines()[0] if str(exc) else ''})", err=True)
+        typer.echo(
+            f"aftermath: AFTERMATH_DATABASE_URL: cannot migrate the database ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''})",
+            err=True,
+        )
         raise typer.Exit(2) from None
 
 
@@ -76,8 +81,15 @@ def serve(
     _migrate(context)
     _first_token(context)
     # httptools + uvloop: plain h11 holds every route to a fraction of the throughput.
-    options = {"host": host, "port": port, "http": "httptools", "loop": "uvloop", "log_level": "info",
-               "proxy_headers": False, "server_header": False}
+    options = {
+        "host": host,
+        "port": port,
+        "http": "httptools",
+        "loop": "uvloop",
+        "log_level": "info",
+        "proxy_headers": False,
+        "server_header": False,
+    }
     if workers > 1:
         context.engine.dispose()
         uvicorn.run("app.cli:create_app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
@@ -121,8 +133,10 @@ def check_mappings() -> None:
         typer.echo(f"aftermath: {exc}", err=True)
         raise typer.Exit(2) from None
     rules = ", ".join(rule.name for rule in mappings.triggers.rules) or "none"
-    typer.echo(f"{settings.mappings}: ok — trigger rules: {rules}; tracker rules: {len(mappings.trackers.rules)}; "
-               f"people: {len(mappings.people)}")
+    typer.echo(
+        f"{settings.mappings}: ok — trigger rules: {rules}; tracker rules: {len(mappings.trackers.rules)}; "
+        f"people: {len(mappings.people)}"
+    )
 
 
 @token_cli.command("create")
@@ -149,4 +163,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -104,7 +104,7 @@ def insert_ignoring_conflict(session: Session, table: Any, values: dict[str, Any
     insert = postgresql.insert if is_postgres(session) else sqlite.insert
     stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
     if "id" in table.__table__.c:
-        stmt = stmt.returning(table.__table__.c.id)
+        return session.execute(stmt.returning(table.__table__.c.id))
     return session.execute(stmt)
 
 

@@ -126,8 +126,14 @@ def _record_filed(context: Context, job: Job, worker_id: str, ref: IssueRef) -> 
         action.updated_at = utcnow()
         session.add(action)
         ledger.append(
-            session, kind="filed", source="system", action_id=action.id, postmortem_id=action.postmortem_id,
-            from_status="unfiled", to_status="open", details={"key": ref.key, "url": ref.url},
+            session,
+            kind="filed",
+            source="system",
+            action_id=action.id,
+            postmortem_id=action.postmortem_id,
+            from_status="unfiled",
+            to_status="open",
+            details={"key": ref.key, "url": ref.url},
         )
         jobs.finish(session, jobs.still_mine(session, job.id, worker_id) or job)
 
@@ -150,6 +156,10 @@ def _record_failure(context: Context, job: Job, worker_id: str, exc: TrackerErro
             log.warning("filing action %s failed for good: %s", action.id, exc.message)
             jobs.fail(session, mine, exc.message)
             ledger.append(
-                session, kind="filing_failed", source="system", action_id=action.id,
-                postmortem_id=action.postmortem_id, details={"error": exc.message},
+                session,
+                kind="filing_failed",
+                source="system",
+                action_id=action.id,
+                postmortem_id=action.postmortem_id,
+                details={"error": exc.message},
             )

@@ -160,10 +160,11 @@ def lock_or_create(session: Session, source: str, external_id: str) -> Incident:
         {"source": source, "external_id": external_id, "title": "", "created_at": now, "updated_at": now},
         ["source", "external_id"],
     )
-    query = select(Incident).where(Incident.source == source, Incident.external_id == external_id)  # type: ignore[arg-type]
+    query = select(Incident).where(Incident.source == source, Incident.external_id == external_id)
     if is_postgres(session):
         query = query.with_for_update()
-    return session.execute(query.execution_options(populate_existing=True)).scalar_one()
+    incident: Incident = session.exec(query.execution_options(populate_existing=True)).one()
+    return incident
 
 
 def apply_event(
@@ -203,7 +204,7 @@ def apply_event(
 
 
 def timeline(session: Session, incident_id: int) -> list[TimelineEntry]:
-    rows = session.exec(select(TimelineEntry).where(TimelineEntry.incident_id == incident_id)).all()  # type: ignore[call-overload]
+    rows = session.exec(select(TimelineEntry).where(TimelineEntry.incident_id == incident_id)).all()
     return sorted(rows, key=timeline_order)
 
 

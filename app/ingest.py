@@ -33,12 +33,27 @@ def ingest(
         event = parse(body)
     except PayloadError as exc:
         event_id = inbox.dead_letter_id(body)
-        inbox.store(session, source=source, external_id=event_id, event_type=None, status="dead_letter",
-                    body=body, reason=str(exc), received_at=received_at)
+        inbox.store(
+            session,
+            source=source,
+            external_id=event_id,
+            event_type=None,
+            status="dead_letter",
+            body=body,
+            reason=str(exc),
+            received_at=received_at,
+        )
         return IngestResult("rejected", event_id, str(exc), 400 if not _is_json(body) else 422)
     status = "ignored" if event.ignored else "accepted"
-    row_id = inbox.store(session, source=source, external_id=event.event_id, event_type=event.event_type,
-                         status=status, body=body, received_at=received_at)
+    row_id = inbox.store(
+        session,
+        source=source,
+        external_id=event.event_id,
+        event_type=event.event_type,
+        status=status,
+        body=body,
+        received_at=received_at,
+    )
     if row_id is None:
         return IngestResult("duplicate", event.event_id)
     if event.ignored:

@@ -28,6 +28,6 @@ def configure(secrets: list[str], level: int = logging.INFO) -> None:
         root.addHandler(handler)
     root.setLevel(level)
     redact = RedactSecrets(secrets)
-    for handler in root.handlers:
-        handler.filters = [f for f in handler.filters if not isinstance(f, RedactSecrets)]
-        handler.addFilter(redact)
+    for existing in root.handlers:
+        existing.filters = [f for f in handler.filters if not isinstance(f, RedactSecrets)]
+        existing.addFilter(redact)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -180,7 +179,7 @@ def list_page(
         query = query.where(Postmortem.status == status)
     if overdue is not None:
         late = (Postmortem.review_due < today) & Postmortem.status.in_(("draft", "in_review"))  # type: ignore[operator,attr-defined]
-        query = query.where(late if overdue else ~late)
+        query = query.where(late if overdue else (Postmortem.review_due.is_(None) | ~late))  # type: ignore[union-attr]
     return page(session, query, Postmortem.id, after, limit)
 
 
@@ -194,5 +193,6 @@ def incident_ids_of(session: Session, postmortem_ids: list[int]) -> dict[int, li
     if postmortem_ids:
         query = select(Incident.id, Incident.postmortem_id).where(Incident.postmortem_id.in_(postmortem_ids))  # type: ignore[union-attr]
         for incident_id, postmortem_id in session.exec(query.order_by(Incident.id)).all():  # type: ignore[arg-type]
-            result[postmortem_id].append(incident_id)
+            if incident_id is not None and postmortem_id is not None:
+                result[postmortem_id].append(incident_id)
     return result

@@ -49,8 +49,16 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("opsgenie_token", "jira_url", "jira_user", "jira_token", "github_token",
-                     "github_webhook_secret", "jira_webhook_secret", mode="before")
+    @field_validator(
+        "opsgenie_token",
+        "jira_url",
+        "jira_user",
+        "jira_token",
+        "github_token",
+        "github_webhook_secret",
+        "jira_webhook_secret",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # An empty secret would verify against an empty key, which anyone can forge: treat it as unset.
@@ -94,8 +102,14 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every configured secret, so logs and errors can be scrubbed of them."""
-        values = [*self.pagerduty_secrets, self.opsgenie_token, self.jira_token, self.github_token,
-                  self.github_webhook_secret, self.jira_webhook_secret]
+        values = [
+            *self.pagerduty_secrets,
+            self.opsgenie_token,
+            self.jira_token,
+            self.github_token,
+            self.github_webhook_secret,
+            self.jira_webhook_secret,
+        ]
         values += [entry.split("=", 1)[-1].rsplit(":", 1)[0] for entry in self.api_tokens]
         return [v for v in values if v]
 

@@ -57,17 +57,30 @@ def apply_state(
     new_status = normalize(mappings, action.tracker_kind, state)
     changed = False
     if state.moved_to and state.moved_to != action.tracker_key:
-        ledger.append(session, kind="tracker_moved", source=source, action_id=action.id,
-                      postmortem_id=action.postmortem_id, details={"from": action.tracker_key, "to": state.moved_to})
+        ledger.append(
+            session,
+            kind="tracker_moved",
+            source=source,
+            action_id=action.id,
+            postmortem_id=action.postmortem_id,
+            details={"from": action.tracker_key, "to": state.moved_to},
+        )
         action.tracker_key, changed = state.moved_to, True
     if action.tracker_state != "ok":
         action.tracker_state, changed = "ok", True
     if new_status != action.status or state.raw_status != action.tracker_status:
         kind = "reopened" if action.status in CLOSED and new_status not in CLOSED else "status_changed"
         ledger.append(
-            session, kind=kind, source=source, action_id=action.id, postmortem_id=action.postmortem_id,
-            from_status=action.status, to_status=new_status, tracker_status=state.raw_status,
-            details={"key": action.tracker_key, "resolution": state.resolution}, at=at,
+            session,
+            kind=kind,
+            source=source,
+            action_id=action.id,
+            postmortem_id=action.postmortem_id,
+            from_status=action.status,
+            to_status=new_status,
+            tracker_status=state.raw_status,
+            details={"key": action.tracker_key, "resolution": state.resolution},
+            at=at,
         )
         if new_status in CLOSED and action.status not in CLOSED:
             action.closed_at = at or utcnow()
@@ -85,8 +98,14 @@ def mark_missing(session: Session, action: Action, source: str) -> bool:
         return False
     action.tracker_state, action.updated_at = "missing", utcnow()
     session.add(action)
-    ledger.append(session, kind="tracker_missing", source=source, action_id=action.id,
-                  postmortem_id=action.postmortem_id, details={"key": action.tracker_key})
+    ledger.append(
+        session,
+        kind="tracker_missing",
+        source=source,
+        action_id=action.id,
+        postmortem_id=action.postmortem_id,
+        details={"key": action.tracker_key},
+    )
     return True
 
 

@@ -9,13 +9,13 @@ import threading
 import uuid
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import select
 
 from app import filing, jobs, tracking
 from app.context import Context
 from app.db import utcnow
 from app.incidents import Incident
 from app.ingest import open_postmortem_if_due
-from sqlmodel import select
 
 log = logging.getLogger(__name__)
 TRIGGER_SWEEP_SECONDS = 60.0

@@ -233,7 +233,11 @@ class JiraTracker:
                 # again: a batch costs one extra request per *set* of vanished keys, not a GET per key.
                 gone = {k.upper() for k in _MISSING_KEY_RE.findall(e.message)} & set(pending)
                 if not gone:
-                    raise
+                    if not (isinstance(e.__cause__, JIRAError) and e.__cause__.status_code == 400):
+                        raise  # credentials, permissions: nothing per-key reading would fix
+                    # A 400 we cannot attribute to a key: only now fall back to reading the batch one GET at a time.
+                    LOG.warning("Jira refused the batch search (%s); reading %d issues one by one", e, len(pending))
+                    break
                 missing += [k for k in pending if k in gone]
                 pending = [k for k in pending if k not in gone]
         by_key = {str(i.get("key", "")).upper(): i for i in found}

@@ -13,13 +13,23 @@ from app.inbox import InboundEvent
 from tests.helpers import READ, payload, pd_event, pd_signature, post_og, post_pd
 
 PD_FILES = [
-    "incA_01_triggered.json", "incA_02_acknowledged.json", "incA_03_priority_updated.json",
-    "incA_04_annotated.json", "incA_05_status_update_published.json", "incA_06_resolved.json",
-    "incA_07_reopened.json", "incA_08_resolved_again.json",
+    "incA_01_triggered.json",
+    "incA_02_acknowledged.json",
+    "incA_03_priority_updated.json",
+    "incA_04_annotated.json",
+    "incA_05_status_update_published.json",
+    "incA_06_resolved.json",
+    "incA_07_reopened.json",
+    "incA_08_resolved_again.json",
 ]
 OG_FILES = [
-    "og1_01_create.json", "og1_02_escalate.json", "og1_03_acknowledge.json", "og1_04_addnote.json",
-    "og1_05_updatepriority.json", "og1_06_addtags.json", "og1_07_close.json",
+    "og1_01_create.json",
+    "og1_02_escalate.json",
+    "og1_03_acknowledge.json",
+    "og1_04_addnote.json",
+    "og1_05_updatepriority.json",
+    "og1_06_addtags.json",
+    "og1_07_close.json",
 ]
 
 
@@ -160,6 +170,11 @@ def test_disabled_sources_refuse(database_url: str) -> None:
     ctx = build_context(make_settings(database_url, pagerduty_secrets=[], opsgenie_token=None))
     with TestClient(create_app(ctx, embedded_worker=False)) as c:
         body = pd_event("incident.triggered", event_id="OFF1")
-        assert c.post("/webhooks/pagerduty", content=body, headers={"X-PagerDuty-Signature": pd_signature(body)}).status_code == 401
+        assert (
+            c.post(
+                "/webhooks/pagerduty", content=body, headers={"X-PagerDuty-Signature": pd_signature(body)}
+            ).status_code
+            == 401
+        )
         assert c.post("/webhooks/opsgenie", content=b"{}", headers={"X-Aftermath-Token": ""}).status_code == 401
     ctx.engine.dispose()

@@ -14,13 +14,13 @@ from app.api.schemas import ActionDetail, ActionOut, ActionPatch, FindingOut, Fi
 from app.db import utcnow
 
 router = APIRouter(prefix="/api/v1", tags=["actions"])
-Id = Path(ge=1, le=2**62)
+Id = Annotated[int, Path(ge=1, le=2**62)]
 NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"description": "unknown id"}}
 ActionStatus = Literal["unfiled", "open", "in_progress", "done", "wont_do"]
 
 
 @router.patch("/findings/{finding_id}", response_model=FindingOut, responses=NOT_FOUND)
-def update_finding(body: FindingPatch, context: ContextDep, who: Writer, finding_id: int = Id) -> FindingOut:
+def update_finding(body: FindingPatch, context: ContextDep, who: Writer, finding_id: Id) -> FindingOut:
     with context.write() as session:
         finding = findings.get(session, finding_id)
         findings.update(session, finding, body.model_dump(exclude_unset=True), author=who.name)
@@ -43,21 +43,28 @@ def list_actions(
     today = utcnow().date()
     with context.read() as session:
         rows, next_cursor = actions.list_page(
-            session, status=list(status) if status else None, owner=owner, overdue=overdue,
-            postmortem_id=postmortem_id, tracker=tracker, finding_id=finding_id, today=today,
-            after=after_id(cursor), limit=limit,
+            session,
+            status=list(status) if status else None,
+            owner=owner,
+            overdue=overdue,
+            postmortem_id=postmortem_id,
+            tracker=tracker,
+            finding_id=finding_id,
+            today=today,
+            after=after_id(cursor),
+            limit=limit,
         )
         return Page(items=present.action_bodies(session, rows, today), next_cursor=next_cursor)
 
 
 @router.get("/actions/{action_id}", response_model=ActionDetail, responses=NOT_FOUND)
-def get_action(context: ContextDep, _: Reader, action_id: int = Id) -> ActionDetail:
+def get_action(context: ContextDep, _: Reader, action_id: Id) -> ActionDetail:
     with context.read() as session:
         return present.action_detail(session, actions.get(session, action_id), utcnow().date())
 
 
 @router.patch("/actions/{action_id}", response_model=ActionDetail, responses=NOT_FOUND)
-def update_action(body: ActionPatch, context: ContextDep, who: Writer, action_id: int = Id) -> ActionDetail:
+def update_action(body: ActionPatch, context: ContextDep, who: Writer, action_id: Id) -> ActionDetail:
     fields = body.model_dump(exclude_unset=True, exclude={"finding_ids"})
     with context.write() as session:
         action = actions.get(session, action_id)

@@ -7,7 +7,7 @@ import binascii
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app import tokens
 from app.context import Context
@@ -65,11 +65,11 @@ def require_write(
 ) -> Principal:
     principal = _principal(request, context, credentials)
     if not principal.can_write:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"token {principal.name!r} has read scope; this route needs write")
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"token {principal.name!r} has read scope; this route needs write"
+        )
     return principal
 
 
 Reader = Annotated[Principal, Depends(require_read)]
 Writer = Annotated[Principal, Depends(require_write)]
-basic = HTTPBasic(auto_error=False)
-__all__ = ["ContextDep", "HTTPBasicCredentials", "Reader", "Writer", "basic"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Path, Response
 from pydantic import AwareDatetime
 
@@ -13,7 +15,7 @@ from app.api.schemas import IncidentOut, Page, PostmortemOut
 from app.db import utcnow
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
-IncidentId = Path(ge=1, le=2**62)
+IncidentId = Annotated[int, Path(ge=1, le=2**62)]
 
 
 @router.get("", response_model=Page[IncidentOut])
@@ -34,20 +36,25 @@ def list_incidents(
 
 
 @router.get("/{incident_id}", response_model=IncidentOut, responses={404: {"description": "unknown id"}})
-def get_incident(context: ContextDep, _: Reader, incident_id: int = IncidentId) -> IncidentOut:
+def get_incident(context: ContextDep, _: Reader, incident_id: IncidentId) -> IncidentOut:
     with context.read() as session:
         return present.incident_bodies(session, [incidents.get(session, incident_id)])[0]
 
 
-@router.post("/{incident_id}/postmortem", response_model=PostmortemOut, status_code=201,
-             responses={200: {"description": "the incident already had one"}, 404: {"description": "unknown id"}})
-def open_postmortem(
-    context: ContextDep, who: Writer, response: Response, incident_id: int = IncidentId
-) -> PostmortemOut:
+@router.post(
+    "/{incident_id}/postmortem",
+    response_model=PostmortemOut,
+    status_code=201,
+    responses={200: {"description": "the incident already had one"}, 404: {"description": "unknown id"}},
+)
+def open_postmortem(context: ContextDep, who: Writer, response: Response, incident_id: IncidentId) -> PostmortemOut:
     with context.write() as session:
         incident = incidents.get(session, incident_id)
         postmortem, created = postmortems.open_for_incident(
-            session, incident, author=who.name, trigger="manual",
+            session,
+            incident,
+            author=who.name,
+            trigger="manual",
             review_due_days=context.mappings.triggers.review_due_days,
         )
         response.status_code = 201 if created else 200

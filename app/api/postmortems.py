@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Path
 
 from app import actions, findings, postmortems
@@ -22,7 +24,7 @@ from app.api.schemas import (
 from app.db import utcnow
 
 router = APIRouter(prefix="/api/v1/postmortems", tags=["postmortems"])
-PostmortemId = Path(ge=1, le=2**62)
+PostmortemId = Annotated[int, Path(ge=1, le=2**62)]
 NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"description": "unknown id"}}
 
 
@@ -44,15 +46,18 @@ def list_postmortems(
 
 
 @router.get("/{postmortem_id}", response_model=PostmortemOut, responses=NOT_FOUND)
-def get_postmortem(context: ContextDep, _: Reader, postmortem_id: int = PostmortemId) -> PostmortemOut:
+def get_postmortem(context: ContextDep, _: Reader, postmortem_id: PostmortemId) -> PostmortemOut:
     with context.read() as session:
         return present.postmortem_bodies(session, [postmortems.get(session, postmortem_id)], utcnow().date())[0]
 
 
-@router.patch("/{postmortem_id}", response_model=PostmortemOut,
-              responses={**NOT_FOUND, 409: {"description": "version moved on, or a status move that is not allowed"}})
+@router.patch(
+    "/{postmortem_id}",
+    response_model=PostmortemOut,
+    responses={**NOT_FOUND, 409: {"description": "version moved on, or a status move that is not allowed"}},
+)
 def update_postmortem(
-    body: PostmortemPatch, context: ContextDep, who: Writer, postmortem_id: int = PostmortemId
+    body: PostmortemPatch, context: ContextDep, who: Writer, postmortem_id: PostmortemId
 ) -> PostmortemOut:
     fields = body.model_dump(exclude_unset=True, exclude={"version"})
     with context.write() as session:
@@ -62,28 +67,30 @@ def update_postmortem(
 
 
 @router.get("/{postmortem_id}/revisions", response_model=list[RevisionOut], responses=NOT_FOUND)
-def list_revisions(context: ContextDep, _: Reader, postmortem_id: int = PostmortemId) -> list[RevisionOut]:
+def list_revisions(context: ContextDep, _: Reader, postmortem_id: PostmortemId) -> list[RevisionOut]:
     with context.read() as session:
         postmortems.get(session, postmortem_id)
         return [RevisionOut.model_validate(r.model_dump()) for r in postmortems.revisions(session, postmortem_id)]
 
 
 @router.post("/{postmortem_id}/findings", response_model=FindingOut, status_code=201, responses=NOT_FOUND)
-def add_finding(body: FindingIn, context: ContextDep, who: Writer, postmortem_id: int = PostmortemId) -> FindingOut:
+def add_finding(body: FindingIn, context: ContextDep, who: Writer, postmortem_id: PostmortemId) -> FindingOut:
     with context.write() as session:
         postmortem = postmortems.get(session, postmortem_id)
         finding = findings.add(session, postmortem, body.model_dump(), author=who.name)
         return FindingOut.model_validate(finding.model_dump())
 
 
-@router.post("/{postmortem_id}/actions", response_model=ActionOut, status_code=201,
-             responses={**NOT_FOUND, 422: {"description": "no finding, or a finding of another postmortem"}})
-def add_action(body: ActionIn, context: ContextDep, who: Writer, postmortem_id: int = PostmortemId) -> ActionOut:
+@router.post(
+    "/{postmortem_id}/actions",
+    response_model=ActionOut,
+    status_code=201,
+    responses={**NOT_FOUND, 422: {"description": "no finding, or a finding of another postmortem"}},
+)
+def add_action(body: ActionIn, context: ContextDep, who: Writer, postmortem_id: PostmortemId) -> ActionOut:
     fields = body.model_dump(exclude={"finding_ids", "tracker"})
     tracker = body.tracker.model_dump() if body.tracker else None
     with context.write() as session:
         postmortem = postmortems.get(session, postmortem_id)
-        action = actions.add(
-            session, context.mappings, postmortem, fields, body.finding_ids, tracker, author=who.name
-        )
+        action = actions.add(session, context.mappings, postmortem, fields, body.finding_ids, tracker, author=who.name)
         return present.action_bodies(session, [action], utcnow().date())[0]

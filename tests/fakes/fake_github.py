@@ -22,11 +22,10 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 DOCS = "https://docs.github.com/rest"
-PRIMARY_MESSAGE = "API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, please include the request ID {rid}."
-SECONDARY_MESSAGE = (
-    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
-    "If you reach out to GitHub Support for help, please include the request ID {rid}."
-)
+RATE_DOCS = "/using-the-rest-api/rate-limits-for-the-rest-api"
+PRIMARY_MESSAGE = "API rate limit exceeded for user ID 1. "
+SECONDARY_MESSAGE = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
+SUPPORT = "If you reach out to GitHub Support for help, please include the request ID {rid}."
 STATE_REASONS = {"completed", "not_planned", "reopened", "duplicate"}
 _REPO_PATH = re.compile(r"^/(?:repos/(?P<owner>[^/]+)/(?P<name>[^/]+)|repositories/(?P<id>\d+))(?P<rest>/.*)?$")
 _ISSUE_PATH = re.compile(r"^/issues/(?P<number>\d+)(?P<sub>/comments)?$")
@@ -57,13 +56,35 @@ class Fault:
 
 
 @dataclass
+class Budget:
+    """One rate-limit resource ("core" 5000/h, "search" 30/min) with GitHub's header set."""
+
+    resource: str
+    limit: int
+    window: int
+    remaining: int = 0
+    reset: int = 0
+
+    def refill(self, now: float) -> None:
+        if now >= self.reset:
+            self.remaining, self.reset = self.limit, int(now) + self.window
+
+    def as_json(self) -> dict[str, int]:
+        left = max(self.remaining, 0)
+        return {"limit": self.limit, "remaining": left, "used": self.limit - left, "reset": self.reset}
+
+    def headers(self) -> dict[str, str]:
+        return {f"x-ratelimit-{k}": str(v) for k, v in self.as_json().items()} | {"x-ratelimit-resource": self.resource}
+
+
+@dataclass
 class FakeIssue:
     id: int
     number: int
     title: str
     body: str | None
     creator: str
-    created_at: float
+    created_at: float  # full precision inside (total order); rendered to seconds like GitHub
     updated_at: float
     labels: list[str] = field(default_factory=list)
     assignees: list[str] = field(default_factory=list)
@@ -80,7 +101,6 @@ class FakeRepo:
     id: int
     full_name: str
     assignable: set[str]
-    labels: set[str]
     has_issues: bool = True
     issues: dict[int, FakeIssue] = field(default_factory=dict)
 
@@ -102,7 +122,7 @@ def _invalid(field_name: str, code: str, **extra: Any) -> Answer:
 
 
 class FakeGitHub:
-    """The fake server plus test helpers; all state sits behind one lock so handler threads see a consistent world."""
+    """The server plus test helpers; all state sits behind one lock so handler threads see one consistent world."""
 
     def __init__(
         self,
@@ -112,30 +132,34 @@ class FakeGitHub:
         creates_per_minute: int = 80,
         creates_per_hour: int = 500,
         core_limit: int = 5000,
-        search_per_minute: int = 30,
     ) -> None:
         self.tokens = tokens if tokens is not None else {"test-token": "aftermath-bot"}
-        self.search_lag = search_lag
-        self.creates_per_minute, self.creates_per_hour = creates_per_minute, creates_per_hour
-        self.core_limit, self.search_limit = core_limit, search_per_minute
+        self.search_lag, self.creates_per_minute, self.creates_per_hour = (
+            search_lag,
+            creates_per_minute,
+            creates_per_hour,
+        )
         self.repos: dict[str, FakeRepo] = {}
         self.requests: list[Recorded] = []
         self.secondary_violations = 0
-        self._offset = 0.0
-        self._last_tick = 0.0
+        self.core, self.search = Budget("core", core_limit, 3600), Budget("search", 30, 60)
+        self.url = ""
+        self._offset = self._last_tick = 0.0
         self._ids = itertools.count(1001)
         self._creates: deque[float] = deque()
         self._faults: list[Fault] = []
         self._lock = threading.RLock()
-        self.core_remaining, self.core_reset = core_limit, int(self.now()) + 3600
-        self.search_remaining, self.search_reset = search_per_minute, int(self.now()) + 60
         self._server: ThreadingHTTPServer | None = None
-        self.url = ""
+
+    @property
+    def core_remaining(self) -> int:
+        return self.core.remaining
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> FakeGitHub:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.core.refill(self.now())
+        self.search.refill(self.now())
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (_Handler,), {"fake": self}))
         self._server.daemon_threads = True
         self._server.block_on_close = False  # a handler sleeping in delay_next must not hold up stop()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -162,14 +186,12 @@ class FakeGitHub:
         self._offset += seconds
 
     def _tick(self) -> float:
-        # strictly increasing so "most recently updated" ordering is total even within one second
+        # strictly increasing, so "most recently updated" is a total order even within one rendered second
         self._last_tick = max(self.now(), self._last_tick + 1e-6)
         return self._last_tick
 
-    def add_repo(
-        self, full_name: str, assignable: set[str] | None = None, labels: set[str] | None = None, has_issues: bool = True
-    ) -> FakeRepo:
-        repo = FakeRepo(next(self._ids), full_name, set(assignable or ()), set(labels or ()), has_issues)
+    def add_repo(self, full_name: str, assignable: set[str] | None = None, has_issues: bool = True) -> FakeRepo:
+        repo = FakeRepo(next(self._ids), full_name, set(assignable or ()), has_issues)
         self.repos[full_name.lower()] = repo
         return repo
 
@@ -179,9 +201,8 @@ class FakeGitHub:
 
     def _new_issue(self, repo: FakeRepo, title: str, body: str | None, creator: str, **kw: Any) -> FakeIssue:
         ts = self._tick()
-        number = max(repo.issues, default=0) + 1
-        issue = FakeIssue(next(self._ids), number, title, body, creator, ts, ts, **kw)
-        repo.issues[number] = issue
+        issue = FakeIssue(next(self._ids), max(repo.issues, default=0) + 1, title, body, creator, ts, ts, **kw)
+        repo.issues[issue.number] = issue
         return issue
 
     def issue(self, repo: str, number: int) -> FakeIssue:
@@ -204,10 +225,9 @@ class FakeGitHub:
 
     def transfer_issue(self, repo: str, number: int, new_repo: str) -> int:
         with self._lock:
-            old = self.issue(repo, number)
-            target = self.repos[new_repo.lower()]
-            moved = self._new_issue(target, old.title, old.body, old.creator, labels=[], assignees=[])
-            moved.state, moved.state_reason, moved.comments = old.state, old.state_reason, list(old.comments)
+            old, target = self.issue(repo, number), self.repos[new_repo.lower()]
+            moved = self._new_issue(target, old.title, old.body, old.creator, state=old.state, comments=old.comments)
+            moved.state_reason, moved.closed_at = old.state_reason, old.closed_at
             old.moved_to = (target.full_name, moved.number)
             return moved.number
 
@@ -228,12 +248,12 @@ class FakeGitHub:
     def delay_next(
         self, seconds: float, path_contains: str | None = None, method: str | None = None, after_effect: bool = True
     ) -> None:
-        """Hold the next matching answer for `seconds` (after doing the work, by default: the slow-create case)."""
+        """Hold the next matching answer for `seconds` (after doing the work by default: the slow-create case)."""
         with self._lock:
             self._faults.append(Fault(1, path_contains, method, after_effect, delay=seconds))
 
     def set_rate_limit(self, remaining: int, reset_in: float = 3600) -> None:
-        self.core_remaining, self.core_reset = remaining, int(self.now() + reset_in)
+        self.core.remaining, self.core.reset = remaining, int(self.now() + reset_in)
 
     def count(self, method: str | None = None, path_contains: str | None = None) -> int:
         return sum(
@@ -249,17 +269,22 @@ class FakeGitHub:
 
     # ---- request handling ------------------------------------------------------------------------------------
     def _take(self, method: str, path: str, delay: bool) -> Fault | None:
-        for fault in self._faults:
-            if (fault.delay > 0) == delay and fault.count > 0 and (fault.method or method) == method:
-                if fault.path_contains is None or fault.path_contains in path:
-                    fault.count -= 1
-                    return fault
+        for f in self._faults:
+            if (
+                (f.delay > 0) == delay
+                and f.count > 0
+                and (f.method or method) == method
+                and (f.path_contains or "") in path
+            ):
+                f.count -= 1
+                return f
         return None
 
-    def handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    def handle(
+        self, method: str, target: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         parts = urlsplit(target)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        lower = {k.lower(): v for k, v in headers.items()}
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
@@ -271,54 +296,53 @@ class FakeGitHub:
         if delay and not delay.after_effect:
             time.sleep(delay.delay)
         with self._lock:
+            lower = {k.lower(): v for k, v in headers.items()}
             status, extra, payload = self._answer(method, parts.path, query, lower, body, fault)
             rec.status = status
-            hdrs = {"content-type": "application/json; charset=utf-8", **self._rate_headers(parts.path), **extra}
+            budget = self.search if parts.path.startswith("/search/") else self.core
+            hdrs = {"content-type": "application/json; charset=utf-8", **budget.headers(), **extra}
+            hdrs["x-github-request-id"] = self._rid()
         if delay and delay.after_effect:
             time.sleep(delay.delay)
-        data = b"" if payload is None else json.dumps(payload).encode()
-        if method == "GET" and status in (200, 304):
-            hdrs["cache-control"] = "private, max-age=60, s-maxage=60"
-            hdrs["vary"] = "Accept, Authorization, Cookie, X-GitHub-OTP"
-        return status, hdrs, data
+        return status, hdrs, b"" if payload is None else json.dumps(payload).encode()
 
     def _answer(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any, fault: Fault | None
     ) -> Answer:
-        auth = headers.get("authorization", "")
-        token = auth.split(" ", 1)[1] if auth.lower().startswith(("token ", "bearer ")) else None
-        login = self.tokens.get(token or "")
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        login = self.tokens.get(token) if scheme.lower() in ("token", "bearer") else None
         if login is None:
             return _error(401, "Bad credentials")
         if fault and not fault.after_effect:
             return self._fault_answer(fault)
         if body is ValueError:
             return _error(400, "Problems parsing JSON")
-        self._refill()
-        search = path.startswith("/search/")
-        if path == "/rate_limit":
-            return 200, {}, self._rate_limit_body()
-        if method != "GET" and self.core_remaining <= 0:
+        now = self.now()
+        self.core.refill(now)
+        self.search.refill(now)
+        budget = self.search if path.startswith("/search/") else self.core
+        if path == "/rate_limit":  # free, like the real one
+            res = {b.resource: b.as_json() for b in (self.core, self.search)}
+            return 200, {}, {"resources": res, "rate": res["core"]}
+        if method != "GET" and budget.remaining <= 0:
             return self._primary_exceeded()
-        if method == "POST" and self._creation_limited():
+        if method == "POST" and self._creation_limited(now):
             self.secondary_violations += 1
-            self.core_remaining -= 1
-            doc = "/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"
-            return 403, {"retry-after": "60"}, _error(403, SECONDARY_MESSAGE.format(rid=self._rid()), doc)[2]
+            budget.remaining -= 1
+            message = SECONDARY_MESSAGE + SUPPORT.format(rid=self._rid())
+            return 403, {"retry-after": "60"}, _error(403, message, RATE_DOCS + "#about-secondary-rate-limits")[2]
         status, extra, payload = self._route(method, path, query, body, login)
         if method == "GET" and status == 200:
             extra["etag"] = 'W/"' + hashlib.sha256(json.dumps(payload).encode()).hexdigest() + '"'
+            extra["cache-control"] = "private, max-age=60, s-maxage=60"
             wanted = {t.strip().removeprefix("W/") for t in headers.get("if-none-match", "").split(",")}
             if extra["etag"].removeprefix("W/") in wanted or "*" in wanted:
-                return 304, extra, None  # conditional hit: free, as GitHub documents
-            if (self.search_remaining if search else self.core_remaining) <= 0:
+                return 304, extra, None  # a conditional hit costs nothing, as GitHub documents
+            if budget.remaining <= 0:
                 return self._primary_exceeded()
-        if search:
-            self.search_remaining -= 1
-        else:
-            self.core_remaining -= 1
+        budget.remaining -= 1
         if method == "POST" and status == 201:
-            self._creates.append(self.now())
+            self._creates.append(now)
         return self._fault_answer(fault) if fault else (status, extra, payload)
 
     def _fault_answer(self, fault: Fault) -> Answer:
@@ -329,47 +353,15 @@ class FakeGitHub:
     def _rid(self) -> str:
         return f"F4KE:{next(self._ids):X}"
 
-    def _refill(self) -> None:
-        now = self.now()
-        if now >= self.core_reset:
-            self.core_remaining, self.core_reset = self.core_limit, int(now) + 3600
-        if now >= self.search_reset:
-            self.search_remaining, self.search_reset = self.search_limit, int(now) + 60
-
-    def _creation_limited(self) -> bool:
-        now = self.now()
+    def _creation_limited(self, now: float) -> bool:
         while self._creates and self._creates[0] <= now - 3600:
             self._creates.popleft()
         last_minute = sum(1 for t in self._creates if t > now - 60)
         return last_minute >= self.creates_per_minute or len(self._creates) >= self.creates_per_hour
 
     def _primary_exceeded(self) -> Answer:
-        return _error(403, PRIMARY_MESSAGE.format(rid=self._rid()), "/overview/rate-limits-for-the-rest-api")
-
-    def _rate_headers(self, path: str) -> dict[str, str]:
-        search = path.startswith("/search/")
-        limit, left, reset = (
-            (self.search_limit, self.search_remaining, self.search_reset)
-            if search
-            else (self.core_limit, self.core_remaining, self.core_reset)
-        )
-        return {
-            "x-ratelimit-limit": str(limit),
-            "x-ratelimit-remaining": str(max(left, 0)),
-            "x-ratelimit-used": str(limit - max(left, 0)),
-            "x-ratelimit-reset": str(reset),
-            "x-ratelimit-resource": "search" if search else "core",
-            "x-github-api-version-selected": "2022-11-28",
-            "x-github-request-id": self._rid(),
-        }
-
-    def _rate_limit_body(self) -> dict[str, Any]:
-        def one(limit: int, left: int, reset: int) -> dict[str, int]:
-            return {"limit": limit, "remaining": max(left, 0), "used": limit - max(left, 0), "reset": reset}
-
-        core = one(self.core_limit, self.core_remaining, self.core_reset)
-        search = one(self.search_limit, self.search_remaining, self.search_reset)
-        return {"resources": {"core": core, "search": search}, "rate": core}
+        message = PRIMARY_MESSAGE + SUPPORT.format(rid=self._rid())
+        return _error(403, message, RATE_DOCS + "#about-primary-rate-limits")
 
     # ---- routes ----------------------------------------------------------------------------------------------
     def _route(self, method: str, path: str, query: dict[str, str], body: Any, login: str) -> Answer:
@@ -383,56 +375,52 @@ class FakeGitHub:
             repo = self.repos.get(f"{m['owner']}/{m['name']}".lower())
         if m is None or repo is None:
             return _error(404, "Not Found", "/repos/repos#get-a-repository")
-        rest = m["rest"] or ""
+        rest, data = m["rest"] or "", body if isinstance(body, dict) else {}
         if rest == "" and method == "GET":
             return 200, {"last-modified": formatdate(0, usegmt=True)}, self._repo_json(repo)
         if rest.startswith("/issues") and not repo.has_issues:
             return _error(410, "Issues are disabled for this repo", "/issues/issues")
-        if rest == "/issues" and method == "GET":
-            return self._list(repo, path, query)
-        if rest == "/issues" and method == "POST":
-            return self._create(repo, body if isinstance(body, dict) else {}, login)
+        if rest == "/issues" and method in ("GET", "POST"):
+            return self._list(repo, path, query) if method == "GET" else self._create(repo, data, login)
         im = _ISSUE_PATH.match(rest)
         issue = repo.issues.get(int(im["number"])) if im else None
         if im is None or issue is None:
             return _error(404, "Not Found")
-        if issue.moved_to:
+        if issue.moved_to:  # GitHub answers with the new home under /repositories/{id}
             new = self.repos[issue.moved_to[0].lower()]
             location = f"{self.url}/repositories/{new.id}/issues/{issue.moved_to[1]}{im['sub'] or ''}"
             return 301, {"location": location}, {"message": "Moved Permanently", "url": location}
         if issue.deleted:
             return _error(410, "This issue was deleted", "/issues/issues#get-an-issue")
         if im["sub"] and method == "POST":
-            text = body.get("body") if isinstance(body, dict) else None
+            text = data.get("body")
             if not isinstance(text, str) or not text.strip():
                 return _invalid("body", "missing_field")
             issue.comments.append(text)
-            issue.updated_at = self._tick()
-            return 201, {}, self._comment_json(repo, issue, len(issue.comments), text, login)
+            issue.updated_at = self._tick()  # a comment bumps the issue's updated_at
+            return 201, {}, self._comment_json(repo, issue, text, login)
         if not im["sub"] and method == "GET":
             return 200, {"last-modified": formatdate(issue.updated_at, usegmt=True)}, self._issue_json(repo, issue)
         if not im["sub"] and method == "PATCH":
-            return self._patch(repo, issue, body if isinstance(body, dict) else {})
+            return self._patch(repo, issue, data)
         return _error(404, "Not Found")
 
     def _create(self, repo: FakeRepo, body: dict[str, Any], login: str) -> Answer:
-        title = body.get("title")
+        title, text = body.get("title"), body.get("body")
         if not isinstance(title, str) or not title.strip():
             return _invalid("title", "missing_field")
         if len(title) > 256:
             return _invalid("title", "custom", message="title is too long (maximum is 256 characters)")
-        text = body.get("body")
         if isinstance(text, str) and len(text) > 65536:
             return _invalid("body", "custom", message="body is too long (maximum is 65536 characters)")
         labels = [x if isinstance(x, str) else str(x.get("name")) for x in body.get("labels") or []]
-        wanted = list(body.get("assignees") or []) + ([body["assignee"]] if body.get("assignee") else [])
-        allowed = {a.lower() for a in repo.assignable}
-        bad = [a for a in wanted if str(a).lower() not in allowed]
+        wanted = [str(a) for a in body.get("assignees") or []] + ([body["assignee"]] if body.get("assignee") else [])
+        bad = [a for a in wanted if a.lower() not in {x.lower() for x in repo.assignable}]
         if bad:
             return _invalid("assignees", "invalid", value=bad[0] if len(bad) == 1 else bad)
-        repo.labels.update(labels)  # GitHub creates unknown labels for writers
-        issue = self._new_issue(repo, title, text, login, labels=labels, assignees=[str(a) for a in wanted])
-        return 201, {"location": f"{self.url}/repos/{repo.full_name}/issues/{issue.number}"}, self._issue_json(repo, issue)
+        issue = self._new_issue(repo, title, text, login, labels=labels, assignees=wanted)
+        location = {"location": f"{self.url}/repos/{repo.full_name}/issues/{issue.number}"}
+        return 201, location, self._issue_json(repo, issue)
 
     def _patch(self, repo: FakeRepo, issue: FakeIssue, body: dict[str, Any]) -> Answer:
         state, reason = body.get("state", issue.state), body.get("state_reason")
@@ -449,102 +437,75 @@ class FakeGitHub:
         return 200, {}, self._issue_json(repo, issue)
 
     def _list(self, repo: FakeRepo, path: str, query: dict[str, str]) -> Answer:
-        state, since = query.get("state", "open"), query.get("since")
+        state, since, creator = query.get("state", "open"), query.get("since"), query.get("creator", "")
         items = [i for i in repo.live() if state == "all" or i.state == state]
         if since:
             since_ts = datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()
             items = [i for i in items if int(i.updated_at) >= since_ts]
-        if query.get("creator"):
-            items = [i for i in items if i.creator.lower() == query["creator"].lower()]
+        items = [i for i in items if not creator or i.creator.lower() == creator.lower()]
         for label in filter(None, query.get("labels", "").split(",")):
             items = [i for i in items if label.lower() in {x.lower() for x in i.labels}]
         attr = "updated_at" if query.get("sort") == "updated" else "created_at"
         items.sort(key=lambda i: (getattr(i, attr), i.number), reverse=query.get("direction", "desc") == "desc")
-        page_items, extra = self._paginate(items, path, query)
-        extra["last-modified"] = formatdate(max((i.updated_at for i in items), default=self.now()), usegmt=True)
-        return 200, extra, [self._issue_json(repo, i) for i in page_items]
+        page, extra = self._paginate(items, path, query)
+        extra["last-modified"] = formatdate(max((i.updated_at for i in items), default=0), usegmt=True)
+        return 200, extra, [self._issue_json(repo, i) for i in page]
 
     def _paginate(self, items: list[Any], path: str, query: dict[str, str]) -> tuple[list[Any], dict[str, str]]:
-        per_page = max(1, min(int(query.get("per_page", "30")), 100))
-        page = max(1, int(query.get("page", "1")))
+        per_page, page = max(1, min(int(query.get("per_page", "30")), 100)), max(1, int(query.get("page", "1")))
         last = max(1, -(-len(items) // per_page))
-
-        def url(p: int) -> str:
-            return f"{self.url}{path}?{urlencode({**query, 'page': str(p)})}"
-
-        rels = {"prev": page - 1, "next": page + 1, "last": last, "first": 1}
-        wanted = [r for r in ("prev", "first") if page > 1] + [r for r in ("next", "last") if page < last]
-        link = ", ".join(f'<{url(rels[r])}>; rel="{r}"' for r in wanted)
+        rels = {"prev": page - 1, "first": 1, "next": page + 1, "last": last}
+        shown = [r for r in ("prev", "first") if page > 1] + [r for r in ("next", "last") if page < last]
+        link = ", ".join(f'<{self.url}{path}?{urlencode({**query, "page": rels[r]})}>; rel="{r}"' for r in shown)
         return items[(page - 1) * per_page : page * per_page], ({"link": link} if link else {})
 
     def _search(self, query: dict[str, str]) -> Answer:
         q = query.get("q", "")
         if len(q) > 256:
             return _invalid("q", "invalid", message="The search is longer than 256 characters.")
-        repo_name = next((t[5:] for t in q.split() if t.startswith("repo:")), None)
-        phrases = [p.lower() for p in re.findall(r'"([^"]+)"', q)]
-        words = [w.lower() for w in re.sub(r'"[^"]*"', " ", q).split() if ":" not in w]
-        visible_before = self.now() - self.search_lag  # the index lags writes; tests rely on it
-        hits = []
-        for repo in self.repos.values():
-            if repo_name and repo.full_name.lower() != repo_name.lower():
-                continue
-            for issue in repo.live():
-                text = f"{issue.title}\n{issue.body or ''}".lower()
-                if issue.created_at <= visible_before and all(t in text for t in phrases + words):
-                    hits.append(self._issue_json(repo, issue))
-        page_items, link = self._paginate(hits, "/search/issues", query)
-        return 200, link, {"total_count": len(hits), "incomplete_results": False, "items": page_items}
+        repo_name = next((t[5:].lower() for t in q.split() if t.startswith("repo:")), None)
+        terms = [p.lower() for p in re.findall(r'"([^"]+)"', q)]
+        terms += [w.lower() for w in re.sub(r'"[^"]*"', " ", q).split() if ":" not in w]
+        visible_before = self.now() - self.search_lag  # the index lags writes; tests rely on that
+        hits = [
+            self._issue_json(repo, i)
+            for repo in self.repos.values()
+            if repo_name in (None, repo.full_name.lower())
+            for i in repo.live()
+            if i.created_at <= visible_before and all(t in f"{i.title}\n{i.body or ''}".lower() for t in terms)
+        ]
+        page, link = self._paginate(hits, "/search/issues", query)
+        return 200, link, {"total_count": len(hits), "incomplete_results": False, "items": page}
 
-    # ---- JSON shapes (every URL under self.url, because PyGithub follows them) --------------------------------
+    # ---- JSON shapes: every URL under self.url, because PyGithub follows `url` fields --------------------------
     def _user(self, login: str) -> dict[str, Any]:
         uid = int(hashlib.sha256(login.encode()).hexdigest()[:7], 16)
-        return {
-            "login": login,
-            "id": uid,
-            "node_id": f"U_{uid}",
-            "avatar_url": f"{self.url}/avatars/{login}",
+        return {"login": login, "id": uid, "node_id": f"U_{uid}", "type": "User", "site_admin": False} | {
             "url": f"{self.url}/users/{login}",
             "html_url": f"{self.url}/{login}",
-            "type": "User",
-            "site_admin": False,
+            "avatar_url": f"{self.url}/avatars/{login}",
         }
 
     def _repo_json(self, repo: FakeRepo) -> dict[str, Any]:
-        owner, name = repo.full_name.split("/", 1)
-        base = f"{self.url}/repos/{repo.full_name}"
-        return {
-            "id": repo.id,
-            "node_id": f"R_{repo.id}",
-            "name": name,
-            "full_name": repo.full_name,
-            "owner": self._user(owner),
-            "private": False,
+        base, name = f"{self.url}/repos/{repo.full_name}", repo.full_name.split("/", 1)[1]
+        return {"id": repo.id, "node_id": f"R_{repo.id}", "name": name, "full_name": repo.full_name} | {
+            "owner": self._user(repo.full_name.split("/", 1)[0]),
             "html_url": f"{self.url}/{repo.full_name}",
             "url": base,
             "issues_url": base + "/issues{/number}",
-            "labels_url": base + "/labels{/name}",
             "has_issues": repo.has_issues,
+            "private": False,
             "default_branch": "main",
-            "open_issues_count": sum(1 for i in repo.live() if i.state == "open"),
         }
 
     def _issue_json(self, repo: FakeRepo, issue: FakeIssue) -> dict[str, Any]:
         base = f"{self.url}/repos/{repo.full_name}"
-        url = f"{base}/issues/{issue.number}"
-        labels = [
-            {"id": abs(hash(n)) % 10**9, "name": n, "url": f"{base}/labels/{quote(n)}", "color": "ededed"}
-            for n in issue.labels
-        ]
-        assignees = [self._user(a) for a in issue.assignees]
-        return {
+        url, users = f"{base}/issues/{issue.number}", [self._user(a) for a in issue.assignees]
+        labels = [{"name": n, "url": f"{base}/labels/{quote(n)}", "color": "ededed"} for n in issue.labels]
+        links = {"url": url, "repository_url": base, "comments_url": url + "/comments", "events_url": url + "/events"}
+        return links | {
             "id": issue.id,
             "node_id": f"I_{issue.id}",
-            "url": url,
-            "repository_url": base,
-            "labels_url": url + "/labels{/name}",
-            "comments_url": url + "/comments",
-            "events_url": url + "/events",
             "html_url": f"{self.url}/{repo.full_name}/issues/{issue.number}",
             "number": issue.number,
             "state": issue.state,
@@ -553,34 +514,25 @@ class FakeGitHub:
             "body": issue.body,
             "user": self._user(issue.creator),
             "labels": labels,
-            "assignee": assignees[0] if assignees else None,
-            "assignees": assignees,
-            "milestone": None,
-            "locked": False,
+            "assignee": users[0] if users else None,
+            "assignees": users,
             "comments": len(issue.comments),
             "created_at": _iso(issue.created_at),
             "updated_at": _iso(issue.updated_at),
             "closed_at": _iso(issue.closed_at) if issue.closed_at else None,
-            "author_association": "MEMBER",
         }
 
-    def _comment_json(self, repo: FakeRepo, issue: FakeIssue, n: int, text: str, login: str) -> dict[str, Any]:
-        cid = issue.id * 1000 + n
-        return {
-            "id": cid,
-            "node_id": f"IC_{cid}",
-            "url": f"{self.url}/repos/{repo.full_name}/issues/comments/{cid}",
+    def _comment_json(self, repo: FakeRepo, issue: FakeIssue, text: str, login: str) -> dict[str, Any]:
+        cid, issue_url = issue.id * 1000 + len(issue.comments), f"{self.url}/repos/{repo.full_name}/issues"
+        return {"id": cid, "body": text, "user": self._user(login), "created_at": _iso(issue.updated_at)} | {
+            "url": f"{issue_url}/comments/{cid}",
             "html_url": f"{self.url}/{repo.full_name}/issues/{issue.number}#issuecomment-{cid}",
-            "issue_url": f"{self.url}/repos/{repo.full_name}/issues/{issue.number}",
-            "body": text,
-            "user": self._user(login),
-            "created_at": _iso(issue.updated_at),
-            "updated_at": _iso(issue.updated_at),
+            "issue_url": f"{issue_url}/{issue.number}",
         }
 
 
 class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as the real API; every answer carries Content-Length
+    protocol_version = "HTTP/1.1"  # keep-alive like the real API; every answer carries Content-Length
     fake: FakeGitHub
 
     def _serve(self) -> None:
@@ -596,7 +548,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if status != 304:
                 self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test); nothing to tell it
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests): nobody to answer
             self.close_connection = True
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve

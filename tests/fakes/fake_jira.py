@@ -130,7 +130,7 @@ class FakeJira:
     def start(self) -> FakeJira:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.fake = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-jira", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-jira", daemon=True)
         self._thread.start()
         return self
 
@@ -234,6 +234,8 @@ class FakeJira:
                 status, payload = self._route(method, path, query, body)
         except ApiError as e:
             status, payload = e.status, e.body
+        except (TypeError, ValueError, KeyError, AttributeError) as e:  # malformed input the fake did not foresee
+            status, payload = 400, {"errorMessages": [f"Bad request: {e!r}"], "errors": {}}
         return self._fault_answer(fault) if fault else (status, payload, {})
 
     def _authorized(self, auth: str | None) -> bool:
@@ -248,8 +250,9 @@ class FakeJira:
             headers["Retry-After"] = str(retry_after)
         if fault.status == 429:
             headers["RateLimit-Reason"] = "jira-burst-based"
-        words = {429: "Rate limit exceeded.", 503: "Service Unavailable"}.get(fault.status, "Internal server error")
-        return fault.status, {"errorMessages": [words], "errors": {}}, headers
+        words = {400: "Bad request.", 403: "Forbidden.", 429: "Rate limit exceeded.", 503: "Service Unavailable"}
+        words_for_status = words.get(fault.status, "Internal server error")
+        return fault.status, {"errorMessages": [words_for_status], "errors": {}}, headers
 
     def rate_headers(self, status: int) -> dict[str, str]:
         """Informational only: the fake never throttles by itself (use fail_next(status=429) for that)."""
@@ -432,7 +435,7 @@ class FakeJira:
     def h_server_info(self, v: str, q: Any, body: Any) -> tuple[int, Any]:
         cloud = self.deployment == "Cloud"
         numbers = [1001, 0, 0] if cloud else [9, 12, 0]
-        info = {"baseUrl": self.url, "version": ".".join(map(str, numbers)), "versionNumbers": numbers}
+        info: dict[str, Any] = {"baseUrl": self.url, "version": ".".join(map(str, numbers)), "versionNumbers": numbers}
         info.update(deploymentType=self.deployment, buildNumber=100282, serverTime=jira_time(), serverTitle="Jira")
         return 200, info
 
