@@ -68,7 +68,9 @@ def apply_state(
         action.tracker_key, changed = state.moved_to, True
     if action.tracker_state != "ok":
         action.tracker_state, changed = "ok", True
-    if new_status != action.status or state.raw_status != action.tracker_status:
+    # The first raw status seen after filing is no change (the issue was filed "open"); later raw moves are.
+    raw_moved = action.tracker_status is not None and state.raw_status != action.tracker_status
+    if new_status != action.status or raw_moved:
         kind = "reopened" if action.status in CLOSED and new_status not in CLOSED else "status_changed"
         ledger.append(
             session,
@@ -86,7 +88,9 @@ def apply_state(
             action.closed_at = at or utcnow()
         elif new_status not in CLOSED:
             action.closed_at = None
-        action.status, action.tracker_status, changed = new_status, state.raw_status, True
+        action.status, changed = new_status, True
+    if state.raw_status != action.tracker_status:
+        action.tracker_status, changed = state.raw_status, True
     if changed:
         action.updated_at = utcnow()
         session.add(action)

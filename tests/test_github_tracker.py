@@ -44,8 +44,8 @@ def draft(key: str = "aftermath-action-42", **kw: object) -> IssueDraft:
     return IssueDraft(**values)  # type: ignore[arg-type]
 
 
-# ---- filing ------------------------------------------------------------------------------------------------------
-def test_create_sends_labels_assignee_and_hidden_marker_in_one_request(fake: FakeGitHub, tracker: GitHubTracker) -> None:
+# ---- filing ---------------------------------------------------------------------------------------------------------
+def test_create_sends_labels_assignee_and_marker_in_one_request(fake: FakeGitHub, tracker: GitHubTracker) -> None:
     ref = tracker.create_issue(TARGET, draft(labels=("aftermath", " sev  2 ", "Aftermath", ""), assignee="alice"))
 
     assert ref.key == "acme/ops#1"
@@ -99,7 +99,7 @@ def test_keys_that_would_break_the_marker_are_refused(tracker: GitHubTracker) ->
             tracker.create_issue(TARGET, draft(key=bad))
 
 
-# ---- lost answers and idempotent recovery -------------------------------------------------------------------------
+# ---- lost answers and idempotent recovery ---------------------------------------------------------------------------
 def _search_hits(fake: FakeGitHub, text: str) -> int:
     answer = requests.get(
         f"{fake.url}/search/issues",
@@ -150,7 +150,8 @@ def test_find_matches_the_marker_exactly_and_prefers_the_oldest(fake: FakeGitHub
     tracker.create_issue(TARGET, draft(key="aftermath-action-4"))
     tracker.create_issue(TARGET, draft(key="aftermath-action-42"))  # a duplicate from an earlier bug
 
-    four, forty_two = tracker.find_issue(TARGET, "aftermath-action-4"), tracker.find_issue(TARGET, "aftermath-action-42")
+    four = tracker.find_issue(TARGET, "aftermath-action-4")
+    forty_two = tracker.find_issue(TARGET, "aftermath-action-42")
 
     assert four is not None and four.key == "acme/ops#2"
     assert forty_two is not None and forty_two.key == "acme/ops#1"
@@ -246,9 +247,10 @@ def test_poll_then_free_304_then_not_planned(fake: FakeGitHub, tracker: GitHubTr
     fake.advance(120)
     fake.close_issue(REPO, 1, "not_planned")
     third = tracker.poll(TARGET, keys[:2], second.cursor)
-    assert set(third.states) == {keys[0]}
     state = third.states[keys[0]]
     assert (state.raw_status, state.category, state.resolution) == ("closed:not_planned", "closed", "not_planned")
+    # keys[1] was last updated right at the previous high-water mark: re-read by the overlap, unchanged
+    assert {s.raw_status for k, s in third.states.items() if k != keys[0]} <= {"open"}
 
     tracker.poll(TARGET, keys[:2], third.cursor)
     assert fake.requests[-1].status == 304
@@ -257,7 +259,10 @@ def test_poll_then_free_304_then_not_planned(fake: FakeGitHub, tracker: GitHubTr
 def test_poll_250_tracked_issues_in_three_requests_and_catches_a_change_on_the_last_page(
     fake: FakeGitHub, tracker: GitHubTracker
 ) -> None:
-    numbers = [fake.add_issue(REPO, body=f"n{i}") for i in range(250)]
+    numbers = []
+    for i in range(250):
+        fake.advance(1)  # a repository's history is spread out; the poll overlap is 60 s
+        numbers.append(fake.add_issue(REPO, body=f"n{i}"))
     keys = [f"{REPO}#{n}" for n in numbers]
 
     before = fake.count("GET")
@@ -269,7 +274,8 @@ def test_poll_250_tracked_issues_in_three_requests_and_catches_a_change_on_the_l
     fake.close_issue(REPO, numbers[0])  # the oldest: it sat on page 3, an ascending listing would keep page 1 as is
     before = fake.count("GET")
     second = tracker.poll(TARGET, keys, first.cursor)
-    assert list(second.states) == [keys[0]] and second.states[keys[0]].raw_status == "closed:completed"
+    assert second.states[keys[0]].raw_status == "closed:completed"
+    assert len(second.states) < 70  # the change plus the overlap window, not the whole repository
     assert fake.count("GET") - before == 1
 
 
@@ -302,7 +308,7 @@ def test_cursor_window_is_rebased_after_a_day_then_304_again(fake: FakeGitHub, t
     fake.advance(2 * 86400)
     fake.close_issue(REPO, 2)
     moved = tracker.poll(TARGET, keys, cursor)
-    assert list(moved.states) == [keys[1]]
+    assert moved.states[keys[1]].raw_status == "closed:completed"
     assert moved.cursor is not None and json.loads(moved.cursor)["since"] is not None
 
     settled = tracker.poll(TARGET, keys, moved.cursor)  # new window: one 200 (the overlap), then free 304s
@@ -316,7 +322,7 @@ def test_garbage_cursor_starts_over(fake: FakeGitHub, tracker: GitHubTracker) ->
     assert set(tracker.poll(TARGET, keys, "{not json").states) == set(keys)
 
 
-# ---- the rare single-issue check --------------------------------------------------------------------------------------
+# ---- the rare single-issue check ------------------------------------------------------------------------------------
 def test_check_issue_sees_state_deletion_and_transfer(fake: FakeGitHub, tracker: GitHubTracker) -> None:
     a, b, c = _file(tracker, 3)
     fake.close_issue(REPO, 1, "completed")
