@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from alembic import context
 from sqlalchemy import pool
 
 import app.models  # noqa: F401  (registers every table on the metadata)
+from alembic import context
 from app.db import make_engine, metadata
 
 config = context.config

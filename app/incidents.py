@@ -38,6 +38,8 @@ class Incident(SQLModel, table=True):
     dedup_key: str | None = Field(default=None, max_length=255)
     fingerprint: str | None = Field(default=None, max_length=64, index=True)
     recurrence_of: int | None = Field(default=None, foreign_key="incident.id")
+    # When it recurred, were all actions of the earlier postmortem done? True is the signal a fix did not work.
+    recurred_after_actions_done: bool | None = None
     postmortem_id: int | None = Field(default=None, foreign_key="postmortem.id", index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

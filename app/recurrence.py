@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
+from app import jobs, ledger
+from app.actions import CLOSED, Action
 from app.incidents import Incident
 
 
@@ -17,21 +19,44 @@ def earlier_with_postmortem(session: Session, incident: Incident) -> Incident | 
     )
     if incident.postmortem_id is not None:
         query = query.where(Incident.postmortem_id != incident.postmortem_id)
-    query = query.order_by(Incident.triggered_at.desc()).limit(1)  # type: ignore[union-attr]
-    earlier = session.exec(query).first()
-    if earlier is None or earlier.triggered_at is None or incident.triggered_at is None:
-        return earlier
-    return earlier if earlier.triggered_at < incident.triggered_at else None
+    if incident.triggered_at is not None:
+        query = query.where(Incident.triggered_at < incident.triggered_at)  # type: ignore[operator]
+    return session.exec(query.order_by(Incident.triggered_at.desc()).limit(1)).first()  # type: ignore[union-attr]
 
 
 def link_if_recurring(session: Session, incident: Incident) -> Incident | None:
-    """Link the incident to the earlier one it repeats; returns that earlier incident the first time only."""
-    if incident.recurrence_of is not None:
+    """Link the incident to the earlier one it repeats, once; tell every open action of that postmortem.
+
+    Each open action gets a `recurred` ledger entry and a comment on its tracker issue (a job, so the
+    webhook answer never waits on a tracker).
+    """
+    if incident.recurrence_of is not None or incident.id is None:
         return None
     earlier = earlier_with_postmortem(session, incident)
-    if earlier is None:
+    if earlier is None or earlier.postmortem_id is None:
         return None
-    incident.recurrence_of = earlier.id
+    earlier_actions = list(session.exec(select(Action).where(Action.postmortem_id == earlier.postmortem_id)).all())
+    all_done = bool(earlier_actions) and all(a.status in CLOSED for a in earlier_actions)
+    incident.recurrence_of, incident.recurred_after_actions_done = earlier.id, all_done
     session.add(incident)
+    for action in earlier_actions:
+        if action.status in CLOSED or action.id is None:
+            continue
+        ledger.append(
+            session,
+            kind="recurred",
+            source="system",
+            action_id=action.id,
+            postmortem_id=action.postmortem_id,
+            details={"incident_id": incident.id, "earlier_incident_id": earlier.id, "incident_url": incident.url},
+        )
+        if action.tracker_key:
+            jobs.enqueue(
+                session,
+                "comment",
+                action_id=action.id,
+                payload={"reason": "recurred", "incident_id": incident.id},
+                dedup_key=f"recurred:{action.id}:{incident.id}",
+            )
     session.flush()
     return earlier

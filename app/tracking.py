@@ -15,6 +15,7 @@ from app.context import Context
 from app.db import UTCDateTime, utcnow
 from app.mappings import Mappings
 from connectors.tracker import IssueState, TrackerError
+from connectors.tracker_webhooks import TrackerEvent
 
 log = logging.getLogger(__name__)
 RECENTLY_CLOSED = timedelta(days=30)  # closed issues stay polled this long, so a reopen is still seen
@@ -155,3 +156,16 @@ def poll_all(context: Context) -> int:
                 row.cursor, row.updated_at = result.cursor, utcnow()
                 session.add(row)
     return changed
+
+
+def apply_tracker_event(session: Session, mappings: Mappings, event: TrackerEvent) -> bool:
+    """A change pushed by the tracker's own webhook; the next poll then finds nothing left to record."""
+    action = session.exec(
+        select(Action).where(Action.tracker_kind == event.tracker, Action.tracker_key == event.key)
+    ).first()
+    if action is None:
+        return False  # not an issue Aftermath filed
+    if event.deleted:
+        return mark_missing(session, action, "webhook")
+    assert event.state is not None
+    return apply_state(session, mappings, action, event.state, "webhook")

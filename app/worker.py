@@ -11,7 +11,7 @@ import uuid
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
-from app import filing, jobs, tracking
+from app import filing, jobs, notify, tracking
 from app.context import Context
 from app.db import utcnow
 from app.incidents import Incident
@@ -19,6 +19,7 @@ from app.ingest import open_postmortem_if_due
 
 log = logging.getLogger(__name__)
 TRIGGER_SWEEP_SECONDS = 60.0
+REMINDER_SWEEP_SECONDS = 300.0
 
 
 class Worker:
@@ -38,6 +39,8 @@ class Worker:
         try:
             if job.kind == "file_action":
                 filing.file_action(self.context, job, self.id)
+            elif job.kind == "comment":
+                notify.post_comment(self.context, job, self.id)
             else:
                 log.error("unknown job kind %s (job %s)", job.kind, job.id)
                 with self.context.write() as session:
@@ -54,6 +57,8 @@ class Worker:
         with self.context.write() as session:
             poll_due = jobs.due(session, "poll", settings.poll_interval)
             sweep_due = jobs.due(session, "trigger_sweep", TRIGGER_SWEEP_SECONDS)
+            if jobs.due(session, "reminders", REMINDER_SWEEP_SECONDS):
+                notify.queue_reminders(session, settings.reminder_interval, utcnow())
         if poll_due:
             tracking.poll_all(self.context)
         if sweep_due:

@@ -153,8 +153,8 @@ class GitHubTracker:
         stop_below = hwm - self._overlap if hwm else None  # overlap: same-second and clock-skewed updates
         states: dict[str, IssueState] = {}
         while True:
-            times = [t for t in (_parse_time(i.get("updated_at")) for i in items) if t]
-            newest = max([*times, *([newest] if newest else [])], default=None)
+            times = (_parse_time(i.get("updated_at")) for i in items)
+            newest = max((t for t in (newest, *times) if t), default=None)
             for item in items:
                 updated = _parse_time(item.get("updated_at"))
                 if stop_below and updated and updated < stop_below:
@@ -164,7 +164,7 @@ class GitHubTracker:
                     states[tracked[number]] = _issue_state(tracked[number], item)
             else:
                 next_url = _next_link(headers)
-                first_poll_done = hwm is None and len(states) == len(tracked) > 0  # everything tracked is found
+                first_poll_done = hwm is None and len(states) == len(tracked)  # all tracked found (or none asked)
                 if next_url and not first_poll_done:
                     _, headers, items = self._get(next_url, {}, f"repository {repo}")
                     continue

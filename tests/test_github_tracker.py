@@ -137,6 +137,16 @@ def test_timeout_after_create_is_outcome_unknown(fake: FakeGitHub) -> None:
     assert tracker.find_issue(TARGET, "aftermath-action-42") is not None
 
 
+def test_connection_reset_on_create_is_unknown_and_on_read_is_retried(fake: FakeGitHub) -> None:
+    tracker = make_tracker(fake, get_retries=1, retry_backoff=0)
+    fake.fail_next(1, status=0, path_contains="/issues", method="POST", after_effect=True)
+    with pytest.raises(OutcomeUnknown):
+        tracker.create_issue(TARGET, draft())
+    fake.fail_next(1, status=0, path_contains="/issues", method="GET")
+    assert tracker.find_issue(TARGET, "aftermath-action-42") is not None  # the read was re-sent once
+    assert (fake.count("POST"), fake.count("GET"), len(fake.issues(REPO))) == (1, 2, 1)
+
+
 def test_refused_connection_is_plain_retry_later_not_unknown(fake: FakeGitHub) -> None:
     tracker = make_tracker(fake)
     fake.stop()
@@ -264,6 +274,9 @@ def test_poll_250_tracked_issues_in_three_requests_and_catches_a_change_on_the_l
         fake.advance(1)  # a repository's history is spread out; the poll overlap is 60 s
         numbers.append(fake.add_issue(REPO, body=f"n{i}"))
     keys = [f"{REPO}#{n}" for n in numbers]
+    before = fake.count("GET")
+    tracker.poll(TARGET, [], None)  # nothing tracked: page 1 is enough to set up a cursor
+    assert fake.count("GET") - before == 1
 
     before = fake.count("GET")
     first = tracker.poll(TARGET, keys, None)

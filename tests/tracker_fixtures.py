@@ -41,6 +41,8 @@ def wired(database_url: str, fake_jira: FakeJira, tracker_mappings: Path) -> Ite
         jira_url=fake_jira.url,
         jira_user=fake_jira.user,
         jira_token=fake_jira.token,
+        jira_webhook_secret="jira-hook-secret",
+        github_webhook_secret="gh-hook-secret",
     )
     context = build_context(settings)
     yield context

@@ -75,6 +75,7 @@ class IncidentOut(BaseModel):
     fingerprint: str | None
     postmortem_id: int | None
     recurrence_of: int | None
+    recurred_after_actions_done: bool | None
     timeline: list[TimelineOut]
 
 

@@ -11,9 +11,10 @@ from fastapi.responses import JSONResponse
 from app.api.deps import ContextDep
 from app.api.schemas import WebhookAnswer
 from app.context import Context
-from app.ingest import ingest
-from connectors import opsgenie, pagerduty
+from app.ingest import ingest, receive_tracker_event
+from connectors import opsgenie, pagerduty, tracker_webhooks
 from connectors.events import AlertEvent
+from connectors.tracker_webhooks import TrackerEvent
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -67,3 +68,51 @@ async def opsgenie_webhook(request: Request, context: ContextDep) -> JSONRespons
         raise _unauthorized("missing or invalid X-Aftermath-Token (or Basic auth password)")
     body = await request.body()
     return await _accept(context, "opsgenie", body, opsgenie.parse)
+
+
+async def _tracker_event(
+    context: Context, source: str, body: bytes, delivery: str | None, parse: Callable[[bytes], TrackerEvent | None]
+) -> JSONResponse:
+    def work() -> JSONResponse:
+        with context.write() as session:
+            result = receive_tracker_event(session, context.mappings, source, body, delivery, parse)
+        if result.status == "rejected":
+            return JSONResponse({"detail": result.detail, "event_id": result.event_id}, status_code=result.http_status)
+        return JSONResponse({"status": result.status, "event_id": result.event_id}, status_code=202)
+
+    return await run_in_threadpool(work)
+
+
+@router.post("/github", status_code=202, response_model=WebhookAnswer, responses=_RESPONSES)
+async def github_webhook(request: Request, context: ContextDep) -> JSONResponse:
+    """GitHub `issues` events, signed with AFTERMATH_GITHUB_WEBHOOK_SECRET (`X-Hub-Signature-256`)."""
+    secret = context.settings.github_webhook_secret
+    if not secret:
+        raise _unauthorized("GitHub webhooks are disabled: AFTERMATH_GITHUB_WEBHOOK_SECRET is not set")
+    body = await request.body()
+    if not tracker_webhooks.verify_github(secret=secret, body=body, header=request.headers.get("x-hub-signature-256")):
+        raise _unauthorized("missing or invalid X-Hub-Signature-256")
+    event_name = request.headers.get("x-github-event")
+    return await _tracker_event(
+        context,
+        "github",
+        body,
+        request.headers.get("x-github-delivery"),
+        lambda raw: tracker_webhooks.parse_github(event_name, raw),
+    )
+
+
+@router.post("/jira", status_code=202, response_model=WebhookAnswer, responses=_RESPONSES)
+async def jira_webhook(request: Request, context: ContextDep, secret: str | None = None) -> JSONResponse:
+    """Jira `jira:issue_updated`: `X-Hub-Signature` HMAC with AFTERMATH_JIRA_WEBHOOK_SECRET, or `?secret=`."""
+    expected = context.settings.jira_webhook_secret
+    if not expected:
+        raise _unauthorized("Jira webhooks are disabled: AFTERMATH_JIRA_WEBHOOK_SECRET is not set")
+    body = await request.body()
+    if not tracker_webhooks.verify_jira(
+        secret=expected, body=body, header=request.headers.get("x-hub-signature"), url_secret=secret
+    ):
+        raise _unauthorized("missing or invalid X-Hub-Signature (or URL secret)")
+    return await _tracker_event(
+        context, "jira", body, request.headers.get("x-atlassian-webhook-identifier"), tracker_webhooks.parse_jira
+    )

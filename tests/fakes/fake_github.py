@@ -31,6 +31,7 @@ _REPO_PATH = re.compile(r"^/(?:repos/(?P<owner>[^/]+)/(?P<name>[^/]+)|repositori
 _ISSUE_PATH = re.compile(r"^/issues/(?P<number>\d+)(?P<sub>/comments)?$")
 
 Answer = tuple[int, dict[str, str], Any]  # status, extra headers, JSON-able body (None = empty)
+Raw = tuple[int, dict[str, str], bytes]  # status, all headers, bytes on the wire
 
 
 @dataclass
@@ -134,11 +135,8 @@ class FakeGitHub:
         core_limit: int = 5000,
     ) -> None:
         self.tokens = tokens if tokens is not None else {"test-token": "aftermath-bot"}
-        self.search_lag, self.creates_per_minute, self.creates_per_hour = (
-            search_lag,
-            creates_per_minute,
-            creates_per_hour,
-        )
+        self.search_lag = search_lag
+        self.creates_per_minute, self.creates_per_hour = creates_per_minute, creates_per_hour
         self.repos: dict[str, FakeRepo] = {}
         self.requests: list[Recorded] = []
         self.secondary_violations = 0
@@ -163,7 +161,9 @@ class FakeGitHub:
         self._server.daemon_threads = True
         self._server.block_on_close = False  # a handler sleeping in delay_next must not hold up stop()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, name="fake-github", daemon=True).start()
+        # a short poll interval keeps stop() (and so every test's teardown) fast
+        serve = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        serve.start()
         return self
 
     def stop(self) -> None:
@@ -241,7 +241,8 @@ class FakeGitHub:
         method: str | None = None,
         message: str | None = None,
     ) -> None:
-        """Answer the next `n` matching requests with `status`; `after_effect` performs the write first."""
+        """Answer the next `n` matching requests with `status` (0 = drop the connection unanswered, a reset);
+        `after_effect` performs the write first, the "created but the answer was lost" case."""
         with self._lock:
             self._faults.append(Fault(n, path_contains, method, after_effect, status, retry_after, message))
 
@@ -256,11 +257,7 @@ class FakeGitHub:
         self.core.remaining, self.core.reset = remaining, int(self.now() + reset_in)
 
     def count(self, method: str | None = None, path_contains: str | None = None) -> int:
-        return sum(
-            1
-            for r in self.requests
-            if (method is None or r.method == method) and (path_contains is None or path_contains in r.path)
-        )
+        return sum(1 for r in self.requests if method in (None, r.method) and (path_contains or "") in r.path)
 
     def _set_state(self, issue: FakeIssue, state: str, reason: str | None) -> None:
         issue.state, issue.updated_at = state, self._tick()
@@ -269,20 +266,13 @@ class FakeGitHub:
 
     # ---- request handling ------------------------------------------------------------------------------------
     def _take(self, method: str, path: str, delay: bool) -> Fault | None:
-        for f in self._faults:
-            if (
-                (f.delay > 0) == delay
-                and f.count > 0
-                and (f.method or method) == method
-                and (f.path_contains or "") in path
-            ):
-                f.count -= 1
-                return f
-        return None
+        kind = [f for f in self._faults if f.count > 0 and (f.delay > 0) == delay and f.method in (None, method)]
+        fault = next((f for f in kind if (f.path_contains or "") in path), None)
+        if fault:
+            fault.count -= 1
+        return fault
 
-    def handle(
-        self, method: str, target: str, headers: dict[str, str], raw: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
+    def handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Raw:
         parts = urlsplit(target)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         try:
@@ -487,40 +477,23 @@ class FakeGitHub:
         }
 
     def _repo_json(self, repo: FakeRepo) -> dict[str, Any]:
-        base, name = f"{self.url}/repos/{repo.full_name}", repo.full_name.split("/", 1)[1]
-        return {"id": repo.id, "node_id": f"R_{repo.id}", "name": name, "full_name": repo.full_name} | {
-            "owner": self._user(repo.full_name.split("/", 1)[0]),
-            "html_url": f"{self.url}/{repo.full_name}",
-            "url": base,
-            "issues_url": base + "/issues{/number}",
-            "has_issues": repo.has_issues,
-            "private": False,
-            "default_branch": "main",
-        }
+        base, (owner, name) = f"{self.url}/repos/{repo.full_name}", repo.full_name.split("/", 1)
+        ident = {"id": repo.id, "node_id": f"R_{repo.id}", "name": name, "full_name": repo.full_name}
+        links = {"url": base, "html_url": f"{self.url}/{repo.full_name}", "issues_url": base + "/issues{/number}"}
+        return ident | links | {"owner": self._user(owner), "has_issues": repo.has_issues, "private": False}
 
     def _issue_json(self, repo: FakeRepo, issue: FakeIssue) -> dict[str, Any]:
         base = f"{self.url}/repos/{repo.full_name}"
         url, users = f"{base}/issues/{issue.number}", [self._user(a) for a in issue.assignees]
         labels = [{"name": n, "url": f"{base}/labels/{quote(n)}", "color": "ededed"} for n in issue.labels]
         links = {"url": url, "repository_url": base, "comments_url": url + "/comments", "events_url": url + "/events"}
-        return links | {
-            "id": issue.id,
-            "node_id": f"I_{issue.id}",
-            "html_url": f"{self.url}/{repo.full_name}/issues/{issue.number}",
-            "number": issue.number,
-            "state": issue.state,
-            "state_reason": issue.state_reason,
-            "title": issue.title,
-            "body": issue.body,
-            "user": self._user(issue.creator),
-            "labels": labels,
-            "assignee": users[0] if users else None,
-            "assignees": users,
-            "comments": len(issue.comments),
-            "created_at": _iso(issue.created_at),
-            "updated_at": _iso(issue.updated_at),
-            "closed_at": _iso(issue.closed_at) if issue.closed_at else None,
-        }
+        links["html_url"] = f"{self.url}/{repo.full_name}/issues/{issue.number}"
+        ident = {"id": issue.id, "node_id": f"I_{issue.id}", "number": issue.number, "title": issue.title}
+        state = {"state": issue.state, "state_reason": issue.state_reason, "body": issue.body}
+        people = {"user": self._user(issue.creator), "assignee": users[0] if users else None, "assignees": users}
+        closed = _iso(issue.closed_at) if issue.closed_at else None
+        times = {"created_at": _iso(issue.created_at), "updated_at": _iso(issue.updated_at), "closed_at": closed}
+        return links | ident | state | people | times | {"labels": labels, "comments": len(issue.comments)}
 
     def _comment_json(self, repo: FakeRepo, issue: FakeIssue, text: str, login: str) -> dict[str, Any]:
         cid, issue_url = issue.id * 1000 + len(issue.comments), f"{self.url}/repos/{repo.full_name}/issues"
@@ -539,6 +512,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         status, headers, data = self.fake.handle(self.command, self.path, dict(self.headers.items()), raw)
+        if status == 0:  # injected reset: hang up without a status line
+            self.close_connection = True
+            return
         try:
             self.send_response(status)
             for name, value in headers.items():

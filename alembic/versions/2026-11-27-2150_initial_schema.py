@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 0cc88fa903a8
+Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 21:42:30.996098
+Create Date: 2026-11-27 21:50:26.357353
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from alembic import op
 
 import app.db
 
-revision: str = '0cc88fa903a8'
+revision: str = '0001'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -134,6 +134,7 @@ def upgrade() -> None:
     sa.Column('dedup_key', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
     sa.Column('fingerprint', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('recurrence_of', sa.Integer(), nullable=True),
+    sa.Column('recurred_after_actions_done', sa.Boolean(), nullable=True),
     sa.Column('postmortem_id', sa.Integer(), nullable=True),
     sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', app.db.UTCDateTime(timezone=True), nullable=False),

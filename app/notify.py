@@ -1,0 +1,103 @@
+"""Comments on tracker issues: overdue reminders and "this failure recurred" notes, sent from durable jobs."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, select
+
+from app import jobs, ledger
+from app.actions import CLOSED, Action
+from app.context import Context
+from app.incidents import Incident
+from app.jobs import Job
+from app.postmortems import Postmortem
+from connectors.tracker import RetryLater, TrackerError
+
+log = logging.getLogger(__name__)
+
+
+def queue_reminders(session: Session, interval: float, now: datetime) -> int:
+    """Queue one reminder per overdue, filed, unfinished action not reminded within `interval` seconds.
+
+    Stamping `last_reminded_at` in the same transaction as the job is what keeps restarts and several
+    workers from reminding twice.
+    """
+    if interval <= 0:
+        return 0
+    query = select(Action).where(
+        Action.due_date < now.date(),  # type: ignore[operator]
+        Action.status.not_in(CLOSED),  # type: ignore[attr-defined]
+        Action.tracker_key.is_not(None),  # type: ignore[union-attr]
+        (Action.last_reminded_at.is_(None)) | (Action.last_reminded_at <= now - timedelta(seconds=interval)),  # type: ignore[union-attr,operator]
+    )
+    count = 0
+    for action in session.exec(query).all():
+        action.last_reminded_at = now
+        session.add(action)
+        jobs.enqueue(
+            session,
+            "comment",
+            action_id=action.id,
+            payload={"reason": "reminder"},
+            dedup_key=f"reminder:{action.id}:{now.isoformat()}",
+            sort_date=action.due_date,
+        )
+        count += 1
+    return count
+
+
+def comment_text(session: Session, public_url: str, action: Action, payload: dict[str, object]) -> str:
+    postmortem = session.get(Postmortem, action.postmortem_id)
+    assert postmortem is not None
+    page = f"{public_url}/postmortems/{postmortem.id}"
+    if payload.get("reason") == "recurred":
+        incident = session.get(Incident, int(str(payload["incident_id"])))
+        assert incident is not None
+        link = incident.url or f"{public_url}/api/v1/incidents/{incident.id}"
+        when = incident.triggered_at.isoformat() if incident.triggered_at else "just now"
+        return (
+            f"This failure recurred: {incident.title} ({link}), triggered {when}. "
+            f"This action from {postmortem.key} is still {action.status}: {page}#action-{action.id}"
+        )
+    return (
+        f"Reminder: this action from {postmortem.key} was due {action.due_date} and is still {action.status} "
+        f"(owner: {action.owner or 'unassigned'}). {page}#action-{action.id}"
+    )
+
+
+def post_comment(context: Context, job: Job, worker_id: str) -> None:
+    assert job.id is not None and job.action_id is not None
+    with context.read() as session:
+        action = session.get(Action, job.action_id)
+        assert action is not None
+        text = comment_text(session, context.settings.public_url, action, job.payload)
+    tracker = context.tracker(action.tracker_kind or "")
+    error: TrackerError | None = None
+    try:
+        if tracker is None or not action.tracker_key:
+            raise TrackerError(f"{action.tracker_kind} is not configured or the action is not filed")
+        tracker.add_comment(action.tracker_key, text)
+    except TrackerError as exc:
+        error = exc
+    with context.write() as session:
+        mine = jobs.still_mine(session, job.id, worker_id)
+        if mine is None:
+            return
+        if error is None:
+            if job.payload.get("reason") == "reminder":
+                ledger.append(
+                    session,
+                    kind="reminded",
+                    source="system",
+                    action_id=action.id,
+                    postmortem_id=action.postmortem_id,
+                    details={"key": action.tracker_key},
+                )
+            jobs.finish(session, mine)
+        elif isinstance(error, RetryLater):
+            jobs.retry(session, mine, error.message, jobs.backoff(job.attempts, error.retry_after))
+        else:
+            log.warning("comment on %s failed for good: %s", action.tracker_key, error.message)
+            jobs.fail(session, mine, error.message)
