@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ class Context:
     engine: Engine
     tokens: dict[str, Principal]
     trackers: dict[str, Tracker] = field(default_factory=dict)
+    # Set when new inbound events are stored, so an idle in-process worker applies them at once.
+    inbox_signal: threading.Event = field(default_factory=threading.Event)
 
     @contextmanager
     def write(self) -> Iterator[Session]:

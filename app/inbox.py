@@ -1,19 +1,23 @@
-"""The inbox: every authenticated inbound body, stored raw before anything else happens to it."""
+"""The inbox: every authenticated inbound body, stored raw (in batches) before anything else happens to it."""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Column, Text, UniqueConstraint
-from sqlmodel import Field, Session, SQLModel
+from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Field, Session, SQLModel, select
 
-from app.db import UTCDateTime, insert_ignoring_conflict, utcnow
+from app.db import UTCDateTime, is_postgres, utcnow
+
+ACCEPTED, IGNORED, DEAD_LETTER = "accepted", "ignored", "dead_letter"
 
 
 class InboundEvent(SQLModel, table=True):
     __tablename__ = "inbound_event"
-    __table_args__ = (UniqueConstraint("source", "external_id"),)
+    __table_args__ = (UniqueConstraint("source", "external_id"), Index("ix_inbound_event_pending", "processed_at", "id"))
 
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=32)
@@ -23,7 +27,22 @@ class InboundEvent(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(Text))
     body: str = Field(sa_column=Column(Text, nullable=False))
     received_at: datetime = Field(sa_type=UTCDateTime)
+    processed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # null: accepted, not yet applied
     incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
+
+
+@dataclass
+class Delivery:
+    """One authenticated request body, classified, waiting to be stored."""
+
+    source: str
+    external_id: str
+    event_type: str | None
+    status: str
+    body: bytes
+    reason: str | None = None
+    pending: bool = False  # an alert event still to be applied to its incident
+    received_at: datetime = field(default_factory=utcnow)
 
 
 def dead_letter_id(body: bytes) -> str:
@@ -31,30 +50,55 @@ def dead_letter_id(body: bytes) -> str:
     return "dead:" + hashlib.sha256(body).hexdigest()
 
 
-def store(
-    session: Session,
-    *,
-    source: str,
-    external_id: str,
-    event_type: str | None,
-    status: str,
-    body: bytes,
-    reason: str | None = None,
-    received_at: datetime | None = None,
-) -> int | None:
-    """Insert the raw event unless (source, external_id) is already stored; return the new row id or None."""
-    row = insert_ignoring_conflict(
-        session,
-        InboundEvent,
-        {
-            "source": source,
-            "external_id": external_id[:255],
-            "event_type": (event_type or "")[:128] or None,
-            "status": status,
-            "reason": reason,
-            "body": body.decode("utf-8", errors="replace"),
-            "received_at": received_at or utcnow(),
-        },
-        ["source", "external_id"],
-    ).first()
-    return None if row is None else int(row[0])
+def store_many(session: Session, deliveries: list[Delivery]) -> list[bool]:
+    """One multi-row INSERT … ON CONFLICT DO NOTHING; for each delivery, whether it was new."""
+    rows, seen = [], set()
+    for d in deliveries:
+        key = (d.source, d.external_id[:255])
+        if key in seen:
+            continue  # the same event twice in one batch: the second is a duplicate
+        seen.add(key)
+        rows.append({
+            "source": d.source,
+            "external_id": d.external_id[:255],
+            "event_type": (d.event_type or "")[:128] or None,
+            "status": d.status,
+            "reason": d.reason,
+            "body": d.body.decode("utf-8", errors="replace"),
+            "received_at": d.received_at,
+            "processed_at": None if d.pending else d.received_at,
+        })
+    insert = postgresql.insert if is_postgres(session) else sqlite.insert
+    stmt = (
+        insert(InboundEvent)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["source", "external_id"])
+        .returning(InboundEvent.source, InboundEvent.external_id)  # type: ignore[arg-type]
+    )
+    inserted = {(row[0], row[1]) for row in session.execute(stmt)}
+    result = []
+    for d in deliveries:
+        key = (d.source, d.external_id[:255])
+        result.append(key in inserted)
+        inserted.discard(key)
+    return result
+
+
+def claim_pending(session: Session, limit: int) -> list[InboundEvent]:
+    """Accepted events not yet applied, oldest first; locked so concurrent workers take different ones."""
+    query = (
+        select(InboundEvent)
+        .where(InboundEvent.processed_at.is_(None))  # type: ignore[union-attr]
+        .order_by(InboundEvent.processed_at, InboundEvent.id)  # type: ignore[arg-type]
+        .limit(limit)
+    )
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    return list(session.exec(query).all())
+
+
+def pending_count(session: Session) -> int:
+    from sqlalchemy import func
+
+    query = select(func.count()).select_from(InboundEvent).where(InboundEvent.processed_at.is_(None))  # type: ignore[union-attr]
+    return int(session.exec(query).one())

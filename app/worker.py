@@ -11,11 +11,10 @@ import uuid
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
-from app import filing, jobs, notify, tracking
+from app import filing, ingest, jobs, notify, tracking
 from app.context import Context
 from app.db import utcnow
 from app.incidents import Incident
-from app.ingest import open_postmortem_if_due
 
 log = logging.getLogger(__name__)
 TRIGGER_SWEEP_SECONDS = 60.0
@@ -29,6 +28,16 @@ class Worker:
         self.idle_wait = idle_wait
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def apply_inbox(self) -> int:
+        """Apply every stored, not yet applied alert event to its incident."""
+        total = 0
+        while True:
+            with self.context.write() as session:
+                applied = ingest.process_pending(session, self.context.mappings)
+            total += applied
+            if applied == 0:
+                return total
 
     def run_job(self) -> bool:
         """Claim and run one job; False when none was ready."""
@@ -70,14 +79,14 @@ class Worker:
         with self.context.write() as session:
             query = select(Incident).where(Incident.postmortem_id.is_(None), Incident.status != "resolved")  # type: ignore[union-attr]
             for incident in session.exec(query).all():
-                opened += open_postmortem_if_due(session, self.context.mappings, incident)
+                opened += ingest.open_postmortem_if_due(session, self.context.mappings, incident)
         if opened:
             log.info("trigger sweep opened %d postmortem(s) at %s", opened, utcnow().isoformat())
         return opened
 
     def run_once(self) -> int:
-        """Drain every ready job and run periodic tasks; for tests and `aftermath worker --once`."""
-        count = 0
+        """Apply the inbox, drain every ready job, run due periodic tasks; for tests and `aftermath worker --once`."""
+        count = self.apply_inbox()
         while self.run_job():
             count += 1
         self.run_periodic()
@@ -87,14 +96,16 @@ class Worker:
         log.info("worker %s started", self.id)
         while not self._stop.is_set():
             try:
-                worked = self.run_job()
+                self.context.inbox_signal.clear()
+                worked = self.apply_inbox() > 0
+                worked = self.run_job() or worked
                 self.run_periodic()
             except SQLAlchemyError as exc:
                 log.warning("worker: database unavailable (%s); retrying", type(exc).__name__)
                 worked = False
                 self._stop.wait(5)
             if not worked:
-                self._stop.wait(self.idle_wait)
+                self.context.inbox_signal.wait(self.idle_wait)
         log.info("worker %s stopped", self.id)
 
     def start_thread(self) -> None:
@@ -103,5 +114,6 @@ class Worker:
 
     def stop(self) -> None:
         self._stop.set()
+        self.context.inbox_signal.set()
         if self._thread:
             self._thread.join(timeout=10)

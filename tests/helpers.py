@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app.worker import Worker
+
 PAYLOADS = Path(__file__).resolve().parents[2] / "shared" / "payloads"
 WRITE = {"Authorization": "Bearer test-write-token"}
 READ = {"Authorization": "Bearer test-read-token"}
@@ -27,18 +29,27 @@ def pd_signature(body: bytes, secret: str = "pd-secret-new") -> str:
     return "v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def apply_inbox(client: TestClient) -> int:
+    """What the worker does in the background: apply stored events to incidents (here, right away)."""
+    return Worker(client.app.state.context).apply_inbox()  # type: ignore[attr-defined]
+
+
 def post_pd(client: TestClient, body: bytes, secret: str = "pd-secret-new") -> Any:
-    return client.post(
+    response = client.post(
         "/webhooks/pagerduty",
         content=body,
         headers={"X-PagerDuty-Signature": pd_signature(body, secret), "Content-Type": "application/json"},
     )
+    apply_inbox(client)
+    return response
 
 
 def post_og(client: TestClient, body: bytes, token: str = "og-token") -> Any:
-    return client.post(
+    response = client.post(
         "/webhooks/opsgenie", content=body, headers={"X-Aftermath-Token": token, "Content-Type": "application/json"}
     )
+    apply_inbox(client)
+    return response
 
 
 def pd_event(

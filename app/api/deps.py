@@ -8,12 +8,16 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
 
 from app import tokens
 from app.context import Context
 from app.tokens import Principal
 
 bearer = HTTPBearer(auto_error=False, description="API token with read or write scope")
+# One challenge per WWW-Authenticate line: Chromium ignores a comma-joined "Bearer, Basic realm=..." (no prompt,
+# URL credentials never sent), so the backlink page could not be opened from a browser. A Headers object keeps both.
+CHALLENGES = Headers(raw=[(b"www-authenticate", b"Bearer"), (b"www-authenticate", b'Basic realm="aftermath"')])
 
 
 def get_context(request: Request) -> Context:
@@ -49,7 +53,7 @@ def _principal(request: Request, context: Context, credentials: HTTPAuthorizatio
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "missing or unknown API token" if token is None else "unknown API token",
-            headers={"WWW-Authenticate": 'Bearer, Basic realm="aftermath"'},
+            headers=CHALLENGES,
         )
     return principal
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import migrations
+from app.api import metrics
 from app.api.deps import ContextDep
 
 router = APIRouter(tags=["health"])
@@ -32,6 +33,13 @@ async def readyz(context: ContextDep) -> JSONResponse:
     return JSONResponse({"status": "ok", "migration": current})
 
 
-@router.get("/metrics", response_class=Response)
-def prometheus_metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+@router.get("/metrics", response_class=Response, responses={503: {"description": "database unreachable"}})
+def prometheus_metrics(request: Request) -> Response:
+    try:
+        # The process's default metrics, then the summary gauges, computed from the database on each scrape.
+        body = generate_latest() + generate_latest(metrics.registry(request))
+    except SQLAlchemyError:
+        return JSONResponse(
+            {"detail": "database unavailable, retry later"}, status_code=503, headers={"Retry-After": "5"}
+        )
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

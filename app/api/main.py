@@ -11,10 +11,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from app.api import actions, health, incidents, ledger, pages, postmortems, webhooks
+from app.api import actions, health, incidents, ledger, metrics, pages, postmortems, reports, webhooks
 from app.api.limits import BodyLimit
 from app.context import Context
 from app.errors import DomainError
+from app.group_commit import GroupCommitter
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,9 @@ def create_app(context: Context, *, embedded_worker: bool | None = None) -> Fast
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         from app.worker import Worker
 
+        committer = GroupCommitter(context.engine, on_commit=context.inbox_signal.set)
+        committer.start()
+        app.state.committer = committer
         worker = Worker(context, name="embedded") if run_worker else None
         if worker:
             worker.start_thread()
@@ -34,6 +38,7 @@ def create_app(context: Context, *, embedded_worker: bool | None = None) -> Fast
         finally:
             if worker:
                 worker.stop()
+            committer.stop()
 
     app = FastAPI(
         title="Aftermath",
@@ -42,7 +47,7 @@ def create_app(context: Context, *, embedded_worker: bool | None = None) -> Fast
         lifespan=lifespan,
     )
     app.state.context = context
-    for router in (webhooks, incidents, postmortems, actions, ledger, health, pages):
+    for router in (webhooks, incidents, postmortems, reports, actions, ledger, metrics, health, pages):
         app.include_router(router.router)
     app.add_middleware(BodyLimit)
 

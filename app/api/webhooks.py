@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from app.api.deps import ContextDep
 from app.api.schemas import WebhookAnswer
 from app.context import Context
-from app.ingest import ingest, receive_tracker_event
+from app.group_commit import GroupCommitter
+from app.ingest import Answer, answer, classify_alert, receive_tracker_event
 from connectors import opsgenie, pagerduty, tracker_webhooks
-from connectors.events import AlertEvent
 from connectors.tracker_webhooks import TrackerEvent
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -31,19 +32,23 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail)
 
 
-async def _accept(context: Context, source: str, body: bytes, parse: Callable[[bytes], AlertEvent]) -> JSONResponse:
-    def work() -> JSONResponse:
-        with context.write() as session:
-            result = ingest(session, context.mappings, source, body, parse)
-        if result.status == "rejected":
-            return JSONResponse({"detail": result.detail, "event_id": result.event_id}, status_code=result.http_status)
-        return JSONResponse({"status": result.status, "event_id": result.event_id}, status_code=202)
+def _answer(result: Answer) -> Response:
+    if result.status == "rejected":
+        body = {"detail": result.detail, "event_id": result.event_id}
+    else:
+        body = {"status": result.status, "event_id": result.event_id}
+    return Response(json.dumps(body), status_code=result.http_status, media_type="application/json")
 
-    return await run_in_threadpool(work)
+
+async def _accept(request: Request, source: str, body: bytes) -> Response:
+    """Classify (pure CPU), then wait for the group commit that stores the event; answer after it commits."""
+    delivery = classify_alert(source, body)
+    committer: GroupCommitter = request.app.state.committer
+    return _answer(answer(delivery, await committer.submit(delivery)))
 
 
 @router.post("/pagerduty", status_code=202, response_model=WebhookAnswer, responses=_RESPONSES)
-async def pagerduty_webhook(request: Request, context: ContextDep) -> JSONResponse:
+async def pagerduty_webhook(request: Request, context: ContextDep) -> Response:
     """PagerDuty Webhooks v3; `X-PagerDuty-Signature` must match one of AFTERMATH_PAGERDUTY_SECRETS."""
     secrets = context.settings.pagerduty_secrets
     if not secrets:
@@ -51,11 +56,11 @@ async def pagerduty_webhook(request: Request, context: ContextDep) -> JSONRespon
     body = await request.body()
     if not pagerduty.verify_signature(secrets=secrets, body=body, header=request.headers.get("x-pagerduty-signature")):
         raise _unauthorized("missing or invalid X-PagerDuty-Signature")
-    return await _accept(context, "pagerduty", body, pagerduty.parse)
+    return await _accept(request, "pagerduty", body)
 
 
 @router.post("/opsgenie", status_code=202, response_model=WebhookAnswer, responses=_RESPONSES)
-async def opsgenie_webhook(request: Request, context: ContextDep) -> JSONResponse:
+async def opsgenie_webhook(request: Request, context: ContextDep) -> Response:
     """Opsgenie outgoing webhook; the shared token comes as `X-Aftermath-Token` or as the Basic auth password."""
     expected = context.settings.opsgenie_token
     if not expected:
@@ -66,25 +71,21 @@ async def opsgenie_webhook(request: Request, context: ContextDep) -> JSONRespons
         authorization=request.headers.get("authorization"),
     ):
         raise _unauthorized("missing or invalid X-Aftermath-Token (or Basic auth password)")
-    body = await request.body()
-    return await _accept(context, "opsgenie", body, opsgenie.parse)
+    return await _accept(request, "opsgenie", await request.body())
 
 
 async def _tracker_event(
     context: Context, source: str, body: bytes, delivery: str | None, parse: Callable[[bytes], TrackerEvent | None]
-) -> JSONResponse:
-    def work() -> JSONResponse:
+) -> Response:
+    def work() -> Response:
         with context.write() as session:
-            result = receive_tracker_event(session, context.mappings, source, body, delivery, parse)
-        if result.status == "rejected":
-            return JSONResponse({"detail": result.detail, "event_id": result.event_id}, status_code=result.http_status)
-        return JSONResponse({"status": result.status, "event_id": result.event_id}, status_code=202)
+            return _answer(receive_tracker_event(session, context.mappings, source, body, delivery, parse))
 
     return await run_in_threadpool(work)
 
 
 @router.post("/github", status_code=202, response_model=WebhookAnswer, responses=_RESPONSES)
-async def github_webhook(request: Request, context: ContextDep) -> JSONResponse:
+async def github_webhook(request: Request, context: ContextDep) -> Response:
     """GitHub `issues` events, signed with AFTERMATH_GITHUB_WEBHOOK_SECRET (`X-Hub-Signature-256`)."""
     secret = context.settings.github_webhook_secret
     if not secret:
@@ -103,7 +104,7 @@ async def github_webhook(request: Request, context: ContextDep) -> JSONResponse:
 
 
 @router.post("/jira", status_code=202, response_model=WebhookAnswer, responses=_RESPONSES)
-async def jira_webhook(request: Request, context: ContextDep, secret: str | None = None) -> JSONResponse:
+async def jira_webhook(request: Request, context: ContextDep, secret: str | None = None) -> Response:
     """Jira `jira:issue_updated`: `X-Hub-Signature` HMAC with AFTERMATH_JIRA_WEBHOOK_SECRET, or `?secret=`."""
     expected = context.settings.jira_webhook_secret
     if not expected:

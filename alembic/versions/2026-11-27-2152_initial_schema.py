@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 21:50:26.357353
+Create Date: 2026-11-27 21:52:55.410355
 """
 
 from collections.abc import Sequence
@@ -187,6 +187,7 @@ def upgrade() -> None:
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('body', sa.Text(), nullable=False),
     sa.Column('received_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('processed_at', app.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('incident_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['incident_id'], ['incident.id'], name=op.f('fk_inbound_event_incident_id_incident')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_inbound_event')),
@@ -194,6 +195,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('inbound_event', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_inbound_event_incident_id'), ['incident_id'], unique=False)
+        batch_op.create_index('ix_inbound_event_pending', ['processed_at', 'id'], unique=False)
 
     op.create_table('job',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -276,6 +278,7 @@ def downgrade() -> None:
 
     op.drop_table('job')
     with op.batch_alter_table('inbound_event', schema=None) as batch_op:
+        batch_op.drop_index('ix_inbound_event_pending')
         batch_op.drop_index(batch_op.f('ix_inbound_event_incident_id'))
 
     op.drop_table('inbound_event')

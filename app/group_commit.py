@@ -1,0 +1,87 @@
+"""Group commit for webhook ingest: many concurrent requests, one INSERT and one COMMIT per batch.
+
+Each request is answered only after the transaction holding its event has committed, so a 202 still
+means "durably stored"; batching only removes the per-event commit that capped throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from sqlalchemy import Engine
+
+from app import inbox
+from app.db import transaction
+from app.inbox import Delivery
+
+log = logging.getLogger(__name__)
+_Item = tuple[Delivery, "asyncio.Future[bool]", asyncio.AbstractEventLoop]
+
+
+def _resolve(future: asyncio.Future[bool], value: bool | BaseException) -> None:
+    if future.done():
+        return  # the client went away; its event is stored all the same
+    if isinstance(value, BaseException):
+        future.set_exception(value)
+    else:
+        future.set_result(value)
+
+
+class GroupCommitter:
+    def __init__(self, engine: Engine, *, max_batch: int = 500, on_commit: Callable[[], None] | None = None) -> None:
+        self.engine, self.max_batch, self.on_commit = engine, max_batch, on_commit
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    async def submit(self, delivery: Delivery) -> bool:
+        """Store the delivery; True if it was new, False for a redelivery. Raises what the database raised."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._queue.put((delivery, future, loop))
+        return await future
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="aftermath-group-commit", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            # No timer: whatever arrived while the previous commit was running forms the next batch.
+            batch, stopping = [first], False
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+            if stopping:
+                return
+
+    def _commit(self, batch: list[_Item]) -> None:
+        try:
+            with transaction(self.engine) as session:
+                stored: list[bool | BaseException] = list(inbox.store_many(session, [d for d, _, _ in batch]))
+        except Exception as exc:  # the database is down or refused the batch: every waiting request hears it
+            log.warning("group commit of %d events failed: %s", len(batch), type(exc).__name__)
+            stored = [exc] * len(batch)
+        for (_, future, loop), value in zip(batch, stored, strict=True):
+            loop.call_soon_threadsafe(_resolve, future, value)
+        if self.on_commit and not isinstance(stored[0], BaseException):
+            self.on_commit()

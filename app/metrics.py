@@ -1,0 +1,386 @@
+"""Delivery metrics over a window: incidents by severity, MTTA/MTTR/MTTD percentiles, recurrence, action and
+postmortem progress. Every figure carries the number of incidents, postmortems or actions it is computed from."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import Float, case, cast, distinct, extract, func
+from sqlalchemy import select as sa_select
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, select
+
+from app.actions import CLOSED, STATUSES, Action
+from app.db import is_postgres
+from app.findings import Finding
+from app.incidents import Incident
+from app.postmortems import Postmortem
+
+
+@dataclass(frozen=True)
+class Window:
+    """Incidents count when `since <= triggered_at < until` (either bound optional) and service/team match."""
+
+    since: datetime | None
+    until: datetime | None
+    service: str | None
+    team: str | None
+    today: date  # "overdue" means due before this date
+
+
+@dataclass(frozen=True)
+class Durations:
+    count: int  # incidents the figures are computed from; the figures are None when it is 0
+    median_seconds: float | None
+    p90_seconds: float | None
+    mean_seconds: float | None
+
+
+@dataclass(frozen=True)
+class Ratio:
+    value: float | None
+    count: int
+
+
+@dataclass(frozen=True)
+class IncidentFigures:
+    count: int
+    by_severity: dict[str, int]
+
+
+@dataclass(frozen=True)
+class CategoryRecurrence:
+    postmortems: int
+    recurred: int
+    rate: float | None
+
+
+@dataclass(frozen=True)
+class RecurrenceFigures:
+    count: int  # recurring incidents in the window
+    recurred_after_all_actions_done: int
+    recurred_with_actions_open: int
+    recurred_without_actions: int
+    by_category: dict[str, CategoryRecurrence]
+
+
+@dataclass(frozen=True)
+class ActionFigures:
+    count: int
+    unfiled: int
+    open: int
+    in_progress: int
+    done: int
+    wont_do: int
+    overdue: int
+    completion_rate: Ratio
+    median_days_to_done: Ratio
+
+
+@dataclass(frozen=True)
+class PostmortemFigures:
+    count: int
+    opened: int
+    published: int
+    published_on_time: int
+    overdue: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    window: Window
+    incidents: IncidentFigures
+    mtta: Durations
+    mttr: Durations
+    mttd: Durations
+    recurrence: RecurrenceFigures
+    actions: ActionFigures
+    postmortems: PostmortemFigures
+
+
+def quantile(values: Sequence[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default, Excel PERCENTILE.INC, Hyndman-Fan type 7).
+
+    Sorted values v[0..n-1]: h = (n-1)·q, result v[⌊h⌋] + (h-⌊h⌋)·(v[⌊h⌋+1] - v[⌊h⌋]).
+    The median is q = 0.5 (the mean of the two middle values when n is even); None for no values.
+    """
+    if not values:
+        return None
+    ordered = sorted(values)
+    h = (len(ordered) - 1) * q
+    low = int(h)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (h - low) * (ordered[high] - ordered[low])
+
+
+def durations(seconds: Sequence[float]) -> Durations:
+    if not seconds:
+        return Durations(0, None, None, None)
+    # Rounded to the microsecond, the resolution times are stored in, which also drops interpolation noise.
+    median, p90 = quantile(seconds, 0.5), quantile(seconds, 0.9)
+    assert median is not None and p90 is not None
+    return Durations(len(seconds), round(median, 6), round(p90, 6), round(sum(seconds) / len(seconds), 6))
+
+
+def summary(
+    session: Session,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    service: str | None = None,
+    team: str | None = None,
+    today: date,
+) -> Summary:
+    """All figures for one window; a handful of queries, each selecting only the columns it needs.
+
+    - incidents, MTTA, MTTR, MTTD and recurrences: incidents triggered in [since, until) of that service/team.
+      MTTA = first acknowledge - trigger (incidents never acknowledged are left out); MTTR = last resolve -
+      trigger, for incidents resolved now (a reopened incident counts until its final resolve, and one open
+      again is left out); MTTD = trigger - the postmortem's impact_start, where the postmortem records one.
+      Negative deltas (clock skew between sources, or an alert that fired before impact) count as 0.
+    - postmortems and recurrence by category: postmortems covering at least one incident in the window.
+    - actions: created in [since, until), of postmortems covering an incident of that service/team.
+    """
+    window = Window(since, until, service, team, today)
+    rows = _incident_deltas(session, window)
+    severities = Counter(severity for severity, *_ in rows)
+    return Summary(
+        window=window,
+        incidents=IncidentFigures(len(rows), dict(sorted(severities.items()))),
+        mtta=durations([row[1] for row in rows if row[1] is not None]),
+        mttr=durations([row[2] for row in rows if row[2] is not None]),
+        mttd=durations([row[3] for row in rows if row[3] is not None]),
+        recurrence=_recurrence(session, window),
+        actions=_actions(session, window),
+        postmortems=_postmortems(session, window),
+    )
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return None if start is None or end is None else max((end - start).total_seconds(), 0.0)
+
+
+def _sql_seconds(start: Any, end: Any) -> Any:
+    """PostgreSQL only: end - start in seconds, exact to the microsecond (EXTRACT gives numeric)."""
+    return func.greatest(cast(extract("epoch", end - start), Float), 0.0)
+
+
+def _where_incident(query: Any, window: Window, incident: Any = Incident) -> Any:
+    if window.since is not None:
+        query = query.where(incident.triggered_at >= window.since)
+    if window.until is not None:
+        query = query.where(incident.triggered_at < window.until)
+    return _where_owner(query, window, incident)
+
+
+def _where_owner(query: Any, window: Window, incident: Any = Incident) -> Any:
+    if window.service is not None:
+        query = query.where(incident.service == window.service)
+    if window.team is not None:
+        query = query.where(incident.team == window.team)
+    return query
+
+
+def _incident_deltas(session: Session, window: Window) -> list[tuple[str, float | None, float | None, float | None]]:
+    """(severity, MTTA, MTTR, MTTD) in seconds for each incident in the window; None where not measurable."""
+    triggered, acknowledged = col(Incident.triggered_at), col(Incident.acknowledged_at)
+    resolved = case((col(Incident.status) == "resolved", col(Incident.resolved_at)))
+    impact_start = col(Postmortem.impact_start)
+    pairs = ((triggered, acknowledged), (triggered, resolved), (impact_start, triggered))
+    if is_postgres(session):
+        # The database subtracts: far cheaper than turning every timestamp into a Python datetime.
+        columns = [_sql_seconds(start, end) for start, end in pairs]
+    else:
+        columns = [column for pair in pairs for column in pair]
+    # SQLModel's select() is typed for at most four columns; SQLAlchemy's takes any number.
+    query = sa_select(col(Incident.severity), *columns).outerjoin(
+        Postmortem, col(Incident.postmortem_id) == col(Postmortem.id)
+    )
+    rows = session.execute(_where_incident(query, window)).all()
+    if is_postgres(session):
+        return [(row[0], row[1], row[2], row[3]) for row in rows]
+    return [(row[0], _seconds(row[1], row[2]), _seconds(row[3], row[4]), _seconds(row[5], row[6])) for row in rows]
+
+
+def _postmortems_in_window(window: Window) -> Any:
+    query = select(Incident.postmortem_id).where(col(Incident.postmortem_id).is_not(None))
+    return _where_incident(query, window)
+
+
+def _recurrence(session: Session, window: Window) -> RecurrenceFigures:
+    """Each recurring incident in the window is sorted by the earlier postmortem's actions at its trigger time.
+
+    "After all actions done": the earlier postmortem has actions, each done or won't-do with closed_at at or
+    before the recurrence was triggered. "With actions open": any action still open at that time (a closed
+    action without closed_at counts as open: when it closed is unknown). "Without actions": none recorded.
+    """
+    recurring, earlier = aliased(Incident), aliased(Incident)
+    closed_in_time = col(Action.status).in_(CLOSED) & col(Action.closed_at).is_not(None)
+    per_postmortem = (
+        select(
+            col(Action.postmortem_id).label("postmortem_id"),
+            func.count().label("actions"),
+            func.sum(case((closed_in_time, 0), else_=1)).label("unclosed"),
+            func.max(Action.closed_at).label("last_closed"),
+        )
+        .group_by(col(Action.postmortem_id))
+        .subquery()
+    )
+    query = (
+        select(
+            recurring.triggered_at, per_postmortem.c.actions, per_postmortem.c.unclosed, per_postmortem.c.last_closed
+        )
+        .join(earlier, col(recurring.recurrence_of) == col(earlier.id))
+        .outerjoin(per_postmortem, per_postmortem.c.postmortem_id == earlier.postmortem_id)
+    )
+    rows = session.exec(_where_incident(query, window, recurring)).all()
+    after_done = with_open = without = 0
+    for triggered, actions, unclosed, last_closed in rows:
+        if not actions:
+            without += 1
+        elif not unclosed and triggered is not None and last_closed is not None and last_closed <= triggered:
+            after_done += 1
+        else:
+            with_open += 1
+    return RecurrenceFigures(len(rows), after_done, with_open, without, _recurrence_by_category(session, window))
+
+
+def _recurrence_by_category(session: Session, window: Window) -> dict[str, CategoryRecurrence]:
+    """Per finding category: of the window's postmortems with such a finding, how many saw an incident of theirs
+    recur (an incident at any time, in or after the window, whose recurrence_of is one of their incidents)."""
+    recurring, earlier = aliased(Incident), aliased(Incident)
+    recurred = select(earlier.postmortem_id).join(recurring, col(recurring.recurrence_of) == col(earlier.id))
+    pm = col(Finding.postmortem_id)
+    query = (
+        select(Finding.category, func.count(distinct(pm)), func.count(distinct(case((pm.in_(recurred), pm)))))
+        .where(pm.in_(_postmortems_in_window(window)), col(Finding.category).is_not(None))
+        .group_by(Finding.category)
+        .order_by(Finding.category)
+    )
+    return {
+        category: CategoryRecurrence(total, hit, hit / total if total else None)
+        for category, total, hit in session.exec(query).all()
+        if category is not None
+    }
+
+
+def _actions(session: Session, window: Window) -> ActionFigures:
+    """Counts by status and overdue (due before today, not done or won't-do) in one GROUP BY.
+
+    Completion rate = done / (all - won't do): a won't-do is a decision, neither completed nor outstanding work.
+    Median days to done: closed_at - created_at of done actions, in days (closed_at unknown: left out).
+    """
+    overdue = func.sum(case((col(Action.due_date) < window.today, 1), else_=0))
+    query = _where_action(select(Action.status, func.count(), overdue), window).group_by(Action.status)
+    by_status: Counter[str] = Counter()
+    late = 0
+    for status, count, overdue_count in session.exec(query).all():
+        by_status[status] += int(count)
+        late += int(overdue_count or 0) if status not in CLOSED else 0
+    total = sum(by_status.values())
+    measured = total - by_status["wont_do"]
+    completion = Ratio(by_status["done"] / measured if measured else None, measured)
+    created, closed = col(Action.created_at), col(Action.closed_at)
+    columns = (_sql_seconds(created, closed),) if is_postgres(session) else (created, closed)
+    done = _where_action(sa_select(*columns), window).where(Action.status == "done", closed.is_not(None))
+    rows = session.execute(done).all()
+    seconds = [row[0] if len(row) == 1 else _seconds(row[0], row[1]) for row in rows]
+    days = [s / 86400 for s in seconds if s is not None]
+    median = quantile(days, 0.5)
+    return ActionFigures(
+        count=total,
+        **{status: by_status[status] for status in STATUSES},
+        overdue=late,
+        completion_rate=completion,
+        median_days_to_done=Ratio(None if median is None else round(median, 6), len(days)),
+    )
+
+
+def _where_action(query: Any, window: Window) -> Any:
+    if window.since is not None:
+        query = query.where(col(Action.created_at) >= window.since)
+    if window.until is not None:
+        query = query.where(col(Action.created_at) < window.until)
+    if window.service is not None or window.team is not None:
+        owned = _where_owner(select(Incident.postmortem_id).where(col(Incident.postmortem_id).is_not(None)), window)
+        query = query.where(col(Action.postmortem_id).in_(owned))
+    return query
+
+
+def _postmortems(session: Session, window: Window) -> PostmortemFigures:
+    """Published on time: published_at (UTC date) on or before review_due; no review_due, never on time.
+
+    Overdue: still draft or in review after its review due date.
+    """
+    query = select(col(Postmortem.status), col(Postmortem.published_at), col(Postmortem.review_due)).where(
+        col(Postmortem.id).in_(_postmortems_in_window(window))
+    )
+    rows = session.exec(query).all()
+    published = [(at, due) for _status, at, due in rows if at is not None]
+    on_time = sum(1 for at, due in published if due is not None and at.date() <= due)
+    overdue = sum(
+        1 for status, _at, due in rows if due is not None and due < window.today and status in ("draft", "in_review")
+    )
+    return PostmortemFigures(len(rows), len(rows), len(published), on_time, overdue)
+
+
+class SummaryCollector(Collector):
+    """Prometheus gauges computed on each scrape from the all-time summary (no window)."""
+
+    def __init__(self, read: Callable[[], AbstractContextManager[Session]], today: Callable[[], date]) -> None:
+        self._read, self._today = read, today
+
+    def describe(self) -> list[Metric]:
+        # Registering must not query the database; the names are fixed, so there is nothing to check.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        with self._read() as session:
+            result = summary(session, today=self._today())
+        yield from gauges(result)
+
+
+def gauges(result: Summary) -> Iterator[Metric]:
+    incidents = GaugeMetricFamily("aftermath_incidents", "Incidents by normalized severity", labels=["severity"])
+    for severity, count in result.incidents.by_severity.items():
+        incidents.add_metric([severity], count)
+    yield incidents
+    for name, figures in (("mtta", result.mtta), ("mttr", result.mttr), ("mttd", result.mttd)):
+        seconds = GaugeMetricFamily(
+            f"aftermath_{name}_seconds", f"{name.upper()} quantiles over all incidents", labels=["quantile"]
+        )
+        for q, value in (("0.5", figures.median_seconds), ("0.9", figures.p90_seconds)):
+            if value is not None:
+                seconds.add_metric([q], value)
+        yield seconds
+        yield GaugeMetricFamily(
+            f"aftermath_{name}_incidents", f"Incidents the {name.upper()} is computed from", value=figures.count
+        )
+    actions = GaugeMetricFamily("aftermath_actions", "Actions by normalized status", labels=["status"])
+    for status in STATUSES:
+        actions.add_metric([status], getattr(result.actions, status))
+    yield actions
+    yield GaugeMetricFamily("aftermath_actions_overdue", "Actions past due, not done", value=result.actions.overdue)
+    if result.actions.completion_rate.value is not None:
+        yield GaugeMetricFamily(
+            "aftermath_action_completion_ratio",
+            "done / (actions - won't do)",
+            value=result.actions.completion_rate.value,
+        )
+    recurrences = GaugeMetricFamily("aftermath_recurrences", "Recurring incidents by state", labels=["actions"])
+    rec = result.recurrence
+    recurrences.add_metric(["all_done"], rec.recurred_after_all_actions_done)
+    recurrences.add_metric(["some_open"], rec.recurred_with_actions_open)
+    recurrences.add_metric(["none"], rec.recurred_without_actions)
+    yield recurrences
+    postmortems = GaugeMetricFamily("aftermath_postmortems", "Postmortems by progress", labels=["state"])
+    for state in ("opened", "published", "published_on_time", "overdue"):
+        postmortems.add_metric([state], getattr(result.postmortems, state))
+    yield postmortems
