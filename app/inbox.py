@@ -17,7 +17,10 @@ ACCEPTED, IGNORED, DEAD_LETTER = "accepted", "ignored", "dead_letter"
 
 class InboundEvent(SQLModel, table=True):
     __tablename__ = "inbound_event"
-    __table_args__ = (UniqueConstraint("source", "external_id"), Index("ix_inbound_event_pending", "processed_at", "id"))
+    __table_args__ = (
+        UniqueConstraint("source", "external_id"),
+        Index("ix_inbound_event_pending", "processed_at", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=32)
@@ -73,7 +76,7 @@ def store_many(session: Session, deliveries: list[Delivery]) -> list[bool]:
         insert(InboundEvent)
         .values(rows)
         .on_conflict_do_nothing(index_elements=["source", "external_id"])
-        .returning(InboundEvent.source, InboundEvent.external_id)  # type: ignore[arg-type]
+        .returning(InboundEvent.__table__.c.source, InboundEvent.__table__.c.external_id)  # type: ignore[attr-defined]
     )
     inserted = {(row[0], row[1]) for row in session.execute(stmt)}
     result = []
@@ -100,5 +103,6 @@ def claim_pending(session: Session, limit: int) -> list[InboundEvent]:
 def pending_count(session: Session) -> int:
     from sqlalchemy import func
 
-    query = select(func.count()).select_from(InboundEvent).where(InboundEvent.processed_at.is_(None))  # type: ignore[union-attr]
+    pending = InboundEvent.processed_at.is_(None)  # type: ignore[union-attr]
+    query = select(func.count()).select_from(InboundEvent).where(pending)
     return int(session.exec(query).one())

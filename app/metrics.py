@@ -149,14 +149,13 @@ def summary(
     - actions: created in [since, until), of postmortems covering an incident of that service/team.
     """
     window = Window(since, until, service, team, today)
-    rows = _incident_deltas(session, window)
-    severities = Counter(severity for severity, *_ in rows)
+    mtta, mttr, mttd = _incident_durations(session, window)
     return Summary(
         window=window,
-        incidents=IncidentFigures(len(rows), dict(sorted(severities.items()))),
-        mtta=durations([row[1] for row in rows if row[1] is not None]),
-        mttr=durations([row[2] for row in rows if row[2] is not None]),
-        mttd=durations([row[3] for row in rows if row[3] is not None]),
+        incidents=_incident_counts(session, window),
+        mtta=mtta,
+        mttr=mttr,
+        mttd=mttd,
         recurrence=_recurrence(session, window),
         actions=_actions(session, window),
         postmortems=_postmortems(session, window),
@@ -167,9 +166,42 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return None if start is None or end is None else max((end - start).total_seconds(), 0.0)
 
 
-def _sql_seconds(start: Any, end: Any) -> Any:
-    """PostgreSQL only: end - start in seconds, exact to the microsecond (EXTRACT gives numeric)."""
-    return func.greatest(cast(extract("epoch", end - start), Float), 0.0)
+def _duration_stats(
+    session: Session, pairs: Sequence[tuple[Any, Any]], build: Callable[[list[Any]], Any]
+) -> list[Durations]:
+    """Durations of end - start for each (start, end) pair of columns; `build` makes the query selecting them.
+
+    PostgreSQL aggregates in SQL (percentile_cont is the same linear interpolation as `quantile`), so no row
+    leaves the database; SQLite hands over the timestamps and Python does the arithmetic.
+    """
+    if not is_postgres(session):
+        rows = session.execute(build([column for pair in pairs for column in pair])).all()
+        deltas = [[_seconds(row[2 * i], row[2 * i + 1]) for row in rows] for i in range(len(pairs))]
+        return [durations([d for d in column if d is not None]) for column in deltas]
+    # EXTRACT gives numeric seconds, exact to the microsecond; negative deltas count as 0, as in _seconds.
+    seconds = [
+        func.greatest(cast(extract("epoch", end - start), Float), 0.0).label(f"d{i}")
+        for i, (start, end) in enumerate(pairs)
+    ]
+    sub = build(seconds).subquery()
+    stats: list[Any] = []
+    for i in range(len(pairs)):
+        column = sub.c[f"d{i}"]
+        stats += [
+            func.count(column),
+            func.percentile_cont(0.5).within_group(column),
+            func.percentile_cont(0.9).within_group(column),
+            func.avg(column),
+        ]
+    row = session.execute(sa_select(*stats)).one()
+    result = []
+    for i in range(len(pairs)):
+        count, median, p90, mean = row[4 * i : 4 * i + 4]
+        if not count:
+            result.append(Durations(0, None, None, None))
+        else:
+            result.append(Durations(int(count), round(median, 6), round(p90, 6), round(mean, 6)))
+    return result
 
 
 def _where_incident(query: Any, window: Window, incident: Any = Incident) -> Any:
@@ -188,25 +220,26 @@ def _where_owner(query: Any, window: Window, incident: Any = Incident) -> Any:
     return query
 
 
-def _incident_deltas(session: Session, window: Window) -> list[tuple[str, float | None, float | None, float | None]]:
-    """(severity, MTTA, MTTR, MTTD) in seconds for each incident in the window; None where not measurable."""
+def _incident_counts(session: Session, window: Window) -> IncidentFigures:
+    query = _where_incident(select(Incident.severity, func.count()), window).group_by(Incident.severity)
+    by_severity = {severity: int(count) for severity, count in session.exec(query).all()}
+    return IncidentFigures(sum(by_severity.values()), dict(sorted(by_severity.items())))
+
+
+def _incident_durations(session: Session, window: Window) -> list[Durations]:
+    """MTTA, MTTR and MTTD of the incidents in the window."""
     triggered, acknowledged = col(Incident.triggered_at), col(Incident.acknowledged_at)
     resolved = case((col(Incident.status) == "resolved", col(Incident.resolved_at)))
     impact_start = col(Postmortem.impact_start)
-    pairs = ((triggered, acknowledged), (triggered, resolved), (impact_start, triggered))
-    if is_postgres(session):
-        # The database subtracts: far cheaper than turning every timestamp into a Python datetime.
-        columns = [_sql_seconds(start, end) for start, end in pairs]
-    else:
-        columns = [column for pair in pairs for column in pair]
-    # SQLModel's select() is typed for at most four columns; SQLAlchemy's takes any number.
-    query = sa_select(col(Incident.severity), *columns).outerjoin(
-        Postmortem, col(Incident.postmortem_id) == col(Postmortem.id)
+
+    def build(columns: list[Any]) -> Any:
+        # SQLModel's select() is typed for at most four columns; SQLAlchemy's takes any number.
+        query = sa_select(*columns).outerjoin(Postmortem, col(Incident.postmortem_id) == col(Postmortem.id))
+        return _where_incident(query.select_from(Incident), window)
+
+    return _duration_stats(
+        session, [(triggered, acknowledged), (triggered, resolved), (impact_start, triggered)], build
     )
-    rows = session.execute(_where_incident(query, window)).all()
-    if is_postgres(session):
-        return [(row[0], row[1], row[2], row[3]) for row in rows]
-    return [(row[0], _seconds(row[1], row[2]), _seconds(row[3], row[4]), _seconds(row[5], row[6])) for row in rows]
 
 
 def _postmortems_in_window(window: Window) -> Any:
@@ -223,6 +256,11 @@ def _recurrence(session: Session, window: Window) -> RecurrenceFigures:
     """
     recurring, earlier = aliased(Incident), aliased(Incident)
     closed_in_time = col(Action.status).in_(CLOSED) & col(Action.closed_at).is_not(None)
+    recurred = _where_incident(
+        select(earlier.postmortem_id).join(recurring, col(recurring.recurrence_of) == col(earlier.id)),
+        window,
+        recurring,
+    )
     per_postmortem = (
         select(
             col(Action.postmortem_id).label("postmortem_id"),
@@ -230,6 +268,7 @@ def _recurrence(session: Session, window: Window) -> RecurrenceFigures:
             func.sum(case((closed_in_time, 0), else_=1)).label("unclosed"),
             func.max(Action.closed_at).label("last_closed"),
         )
+        .where(col(Action.postmortem_id).in_(recurred))
         .group_by(col(Action.postmortem_id))
         .subquery()
     )
@@ -288,18 +327,18 @@ def _actions(session: Session, window: Window) -> ActionFigures:
     measured = total - by_status["wont_do"]
     completion = Ratio(by_status["done"] / measured if measured else None, measured)
     created, closed = col(Action.created_at), col(Action.closed_at)
-    columns = (_sql_seconds(created, closed),) if is_postgres(session) else (created, closed)
-    done = _where_action(sa_select(*columns), window).where(Action.status == "done", closed.is_not(None))
-    rows = session.execute(done).all()
-    seconds = [row[0] if len(row) == 1 else _seconds(row[0], row[1]) for row in rows]
-    days = [s / 86400 for s in seconds if s is not None]
-    median = quantile(days, 0.5)
+
+    def build(columns: list[Any]) -> Any:
+        return _where_action(sa_select(*columns), window).where(Action.status == "done", closed.is_not(None))
+
+    (to_done,) = _duration_stats(session, [(created, closed)], build)
+    median = None if to_done.median_seconds is None else round(to_done.median_seconds / 86400, 6)
     return ActionFigures(
         count=total,
         **{status: by_status[status] for status in STATUSES},
         overdue=late,
         completion_rate=completion,
-        median_days_to_done=Ratio(None if median is None else round(median, 6), len(days)),
+        median_days_to_done=Ratio(median, to_done.count),
     )
 
 

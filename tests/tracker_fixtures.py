@@ -14,6 +14,8 @@ from fastapi.testclient import TestClient
 from app.api.main import create_app
 from app.context import Context, build_context
 from tests.conftest import ROOT, make_settings
+from connectors.github_tracker import GitHubTracker
+from tests.fakes.fake_github import FakeGitHub
 from tests.fakes.fake_jira import DEFAULT_ACCOUNT_ID, FakeJira
 from tests.helpers import WRITE, add_finding, make_postmortem, pd_event, post_pd
 
@@ -67,3 +69,20 @@ def new_action(client: TestClient, incident_key: str = "QT1", **fields: Any) -> 
     response = client.post(f"/api/v1/postmortems/{postmortem['id']}/actions", json=body, headers=WRITE)
     assert response.status_code == 201, response.text
     return dict(response.json())
+
+
+@pytest.fixture
+def fake_github() -> Iterator[FakeGitHub]:
+    with FakeGitHub(search_lag=30) as server:
+        server.add_repo("acme/payments", assignable={"alice"})
+        yield server
+
+
+@pytest.fixture
+def gh_wired(wired: Context, fake_github: FakeGitHub) -> Context:
+    """The service with GitHub configured; the client's write pacing is shortened so tests run fast."""
+    wired.settings.github_token, wired.settings.github_api_url = "test-token", fake_github.url
+    wired.trackers["github"] = GitHubTracker(
+        "test-token", fake_github.url, seconds_between_requests=0, seconds_between_writes=0, retry_backoff=0
+    )
+    return wired
