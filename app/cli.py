@@ -80,8 +80,10 @@ def serve(
     context = _context()
     _migrate(context)
     _first_token(context)
-    # httptools + uvloop: plain h11 holds every route to a fraction of the throughput.
+    # httptools + uvloop: plain h11 holds every route to a fraction of the throughput. log_config=None lets
+    # uvicorn's loggers propagate to ours, whose filter scrubs secrets (a Jira webhook secret may sit in a URL).
     options = {
+        "log_config": None,
         "host": host,
         "port": port,
         "http": "httptools",

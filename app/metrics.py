@@ -12,8 +12,9 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Float, case, cast, distinct, extract, func
+from sqlalchemy import Float, case, cast, distinct, extract, func, literal
 from sqlalchemy import select as sa_select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -179,24 +180,20 @@ def _duration_stats(
         deltas = [[_seconds(row[2 * i], row[2 * i + 1]) for row in rows] for i in range(len(pairs))]
         return [durations([d for d in column if d is not None]) for column in deltas]
     # EXTRACT gives numeric seconds, exact to the microsecond; negative deltas count as 0, as in _seconds.
-    seconds = [
-        func.greatest(cast(extract("epoch", end - start), Float), 0.0).label(f"d{i}")
-        for i, (start, end) in enumerate(pairs)
-    ]
+    # (Not GREATEST(x, 0): PostgreSQL's ignores NULL, which would turn "not measurable" into 0.)
+    differences = [cast(extract("epoch", end - start), Float) for start, end in pairs]
+    seconds = [case((delta < 0, 0.0), else_=delta).label(f"d{i}") for i, delta in enumerate(differences)]
     sub = build(seconds).subquery()
+    # One sort per column gives both quantiles: percentile_cont over an array of fractions.
+    quantiles = postgresql.array([literal(0.5, Float), literal(0.9, Float)])
     stats: list[Any] = []
     for i in range(len(pairs)):
         column = sub.c[f"d{i}"]
-        stats += [
-            func.count(column),
-            func.percentile_cont(0.5).within_group(column),
-            func.percentile_cont(0.9).within_group(column),
-            func.avg(column),
-        ]
+        stats += [func.count(column), func.percentile_cont(quantiles).within_group(column), func.avg(column)]
     row = session.execute(sa_select(*stats)).one()
     result = []
     for i in range(len(pairs)):
-        count, median, p90, mean = row[4 * i : 4 * i + 4]
+        count, (median, p90), mean = row[3 * i : 3 * i + 3] if row[3 * i] else (0, (None, None), None)
         if not count:
             result.append(Durations(0, None, None, None))
         else:
@@ -234,8 +231,9 @@ def _incident_durations(session: Session, window: Window) -> list[Durations]:
 
     def build(columns: list[Any]) -> Any:
         # SQLModel's select() is typed for at most four columns; SQLAlchemy's takes any number.
-        query = sa_select(*columns).outerjoin(Postmortem, col(Incident.postmortem_id) == col(Postmortem.id))
-        return _where_incident(query.select_from(Incident), window)
+        query = sa_select(*columns).select_from(Incident)
+        query = query.outerjoin(Postmortem, col(Incident.postmortem_id) == col(Postmortem.id))
+        return _where_incident(query, window)
 
     return _duration_stats(
         session, [(triggered, acknowledged), (triggered, resolved), (impact_start, triggered)], build
@@ -247,6 +245,13 @@ def _postmortems_in_window(window: Window) -> Any:
     return _where_incident(query, window)
 
 
+def _recurred_postmortems(window: Window | None) -> Any:
+    """Ids of postmortems whose incident recurred (the recurring incident in the window, when one is given)."""
+    recurring, earlier = aliased(Incident), aliased(Incident)
+    query = select(earlier.postmortem_id).join(recurring, col(recurring.recurrence_of) == col(earlier.id))
+    return query if window is None else _where_incident(query, window, recurring)
+
+
 def _recurrence(session: Session, window: Window) -> RecurrenceFigures:
     """Each recurring incident in the window is sorted by the earlier postmortem's actions at its trigger time.
 
@@ -256,11 +261,6 @@ def _recurrence(session: Session, window: Window) -> RecurrenceFigures:
     """
     recurring, earlier = aliased(Incident), aliased(Incident)
     closed_in_time = col(Action.status).in_(CLOSED) & col(Action.closed_at).is_not(None)
-    recurred = _where_incident(
-        select(earlier.postmortem_id).join(recurring, col(recurring.recurrence_of) == col(earlier.id)),
-        window,
-        recurring,
-    )
     per_postmortem = (
         select(
             col(Action.postmortem_id).label("postmortem_id"),
@@ -268,7 +268,7 @@ def _recurrence(session: Session, window: Window) -> RecurrenceFigures:
             func.sum(case((closed_in_time, 0), else_=1)).label("unclosed"),
             func.max(Action.closed_at).label("last_closed"),
         )
-        .where(col(Action.postmortem_id).in_(recurred))
+        .where(col(Action.postmortem_id).in_(_recurred_postmortems(window)))
         .group_by(col(Action.postmortem_id))
         .subquery()
     )
@@ -294,8 +294,7 @@ def _recurrence(session: Session, window: Window) -> RecurrenceFigures:
 def _recurrence_by_category(session: Session, window: Window) -> dict[str, CategoryRecurrence]:
     """Per finding category: of the window's postmortems with such a finding, how many saw an incident of theirs
     recur (an incident at any time, in or after the window, whose recurrence_of is one of their incidents)."""
-    recurring, earlier = aliased(Incident), aliased(Incident)
-    recurred = select(earlier.postmortem_id).join(recurring, col(recurring.recurrence_of) == col(earlier.id))
+    recurred = _recurred_postmortems(None)
     pm = col(Finding.postmortem_id)
     query = (
         select(Finding.category, func.count(distinct(pm)), func.count(distinct(case((pm.in_(recurred), pm)))))

@@ -64,6 +64,16 @@ class Settings(BaseSettings):
         # An empty secret would verify against an empty key, which anyone can forge: treat it as unset.
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("api_tokens")
+    @classmethod
+    def _token_entries(cls, value: list[str]) -> list[str]:
+        from app.tokens import parse_entry  # the one parser of `[name=]token[:read|:write]`
+
+        names = [parse_entry(entry)[0] for entry in value]
+        if len(set(names)) != len(names):
+            raise ValueError("two API tokens have the same name")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
@@ -110,7 +120,9 @@ class Settings(BaseSettings):
             self.github_webhook_secret,
             self.jira_webhook_secret,
         ]
-        values += [entry.split("=", 1)[-1].rsplit(":", 1)[0] for entry in self.api_tokens]
+        from app.tokens import parse_entry
+
+        values += [parse_entry(entry)[1] for entry in self.api_tokens]
         return [v for v in values if v]
 
 

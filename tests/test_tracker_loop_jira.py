@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
 from fastapi.testclient import TestClient
 
 from app import tracking
 from app.context import Context
+from app.mappings import load_mappings
 from app.worker import Worker
 from tests.fakes.fake_jira import DEFAULT_ACCOUNT_ID, FakeJira
 from tests.helpers import READ, WRITE
@@ -132,3 +136,24 @@ def _make_job_due(context: Context) -> None:
 
     with context.write() as session:
         session.execute(update(Job).values(run_after=utcnow()).where(Job.status == "pending"))  # type: ignore[arg-type]
+
+
+def test_mapping_with_a_field_jira_refuses_is_reported_not_retried(
+    api: TestClient, wired: Context, fake_jira: FakeJira, tracker_mappings: Path
+) -> None:
+    trackers = yaml.safe_load((tracker_mappings / "trackers.yaml").read_text())
+    trackers["jira_fields"] = {"customfield_10099": "nope"}
+    (tracker_mappings / "trackers.yaml").write_text(yaml.safe_dump(trackers))
+    wired.mappings = load_mappings(tracker_mappings)
+    action = new_action(api)
+    Worker(wired).run_once()
+    failed = _action(api, action["id"])
+    assert failed["status"] == "unfiled" and "customfield_10099" in failed["last_error"]
+    assert fake_jira.issues == {}
+    with_custom = dict(trackers, jira_fields={"customfield_10010": "SRE"})  # a field on the create screen
+    (tracker_mappings / "trackers.yaml").write_text(yaml.safe_dump(with_custom))
+    wired.mappings = load_mappings(tracker_mappings)
+    second = new_action(api, incident_key="QT2")
+    Worker(wired).run_once()
+    assert _action(api, second["id"])["tracker_key"] == "OPS-1"
+    assert fake_jira.issues["OPS-1"].fields["customfield_10010"] == "SRE"

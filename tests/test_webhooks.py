@@ -178,3 +178,31 @@ def test_disabled_sources_refuse(database_url: str) -> None:
         )
         assert c.post("/webhooks/opsgenie", content=b"{}", headers={"X-Aftermath-Token": ""}).status_code == 401
     ctx.engine.dispose()
+
+
+def _og(action: str, updated_ns: int, **alert: object) -> bytes:
+    body = {
+        "action": action,
+        "alert": {"alertId": "og-alert-1-1775115678512", "message": "Queue backlog", "createdAt": 1775115678512,
+                  "updatedAt": updated_ns, "username": "ops@example.com", **alert},
+        "integrationId": "int-1",
+        "integrationName": "aftermath",
+    }
+    return json.dumps(body).encode()
+
+
+def test_opsgenie_second_create_for_an_added_team_changes_no_state(client: TestClient) -> None:
+    assert post_og(client, _og("Create", 1775115678891000000, priority=1)).json()["status"] == "accepted"
+    assert post_og(client, _og("Acknowledge", 1775115700000000000)).status_code == 202
+    # Opsgenie sends Create again to the integrations of a team added later.
+    assert post_og(client, _og("Create", 1775115800000000000, team="DBA")).json()["status"] == "accepted"
+    incident = client.get("/api/v1/incidents", headers=READ).json()["items"][0]
+    assert incident["status"] == "acknowledged"
+    assert incident["triggered_at"].startswith("2026-04-02T07:41:18.891")
+    assert incident["severity"] == "sev1"  # int priority 1 read as P1
+    assert [e["kind"] for e in incident["timeline"]] == ["triggered", "acknowledged", "triggered"]
+
+
+def test_opsgenie_missing_priority_is_the_default_p3(client: TestClient) -> None:
+    post_og(client, _og("Create", 1775115678891000000))
+    assert client.get("/api/v1/incidents", headers=READ).json()["items"][0]["severity"] == "sev3"
