@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from fastapi import FastAPI
@@ -68,6 +68,22 @@ def create_app_from_env() -> FastAPI:
     return create_app(_context())
 
 
+def uvicorn_options(host: str, port: int) -> dict[str, Any]:
+    """How `serve` runs uvicorn; the benchmarks serve their bare baseline app with exactly these options."""
+    # httptools + uvloop: plain h11 holds every route to a fraction of the throughput. log_config=None lets
+    # uvicorn's loggers propagate to ours, whose filter scrubs secrets (a Jira webhook secret may sit in a URL).
+    return {
+        "log_config": None,
+        "host": host,
+        "port": port,
+        "http": "httptools",
+        "loop": "uvloop",
+        "log_level": "info",
+        "proxy_headers": False,
+        "server_header": False,
+    }
+
+
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -80,18 +96,7 @@ def serve(
     context = _context()
     _migrate(context)
     _first_token(context)
-    # httptools + uvloop: plain h11 holds every route to a fraction of the throughput. log_config=None lets
-    # uvicorn's loggers propagate to ours, whose filter scrubs secrets (a Jira webhook secret may sit in a URL).
-    options = {
-        "log_config": None,
-        "host": host,
-        "port": port,
-        "http": "httptools",
-        "loop": "uvloop",
-        "log_level": "info",
-        "proxy_headers": False,
-        "server_header": False,
-    }
+    options = uvicorn_options(host, port)
     if workers > 1:
         context.engine.dispose()
         uvicorn.run("app.cli:create_app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]

@@ -4,14 +4,11 @@ postmortem progress. Every figure carries the number of incidents, postmortems o
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 from sqlalchemy import Float, case, cast, distinct, extract, func, literal
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql
@@ -193,11 +190,12 @@ def _duration_stats(
     row = session.execute(sa_select(*stats)).one()
     result = []
     for i in range(len(pairs)):
-        count, (median, p90), mean = row[3 * i : 3 * i + 3] if row[3 * i] else (0, (None, None), None)
+        count, quantiles_found, mean = row[3 * i : 3 * i + 3]
         if not count:
             result.append(Durations(0, None, None, None))
-        else:
-            result.append(Durations(int(count), round(median, 6), round(p90, 6), round(mean, 6)))
+            continue
+        median, p90 = quantiles_found
+        result.append(Durations(int(count), round(median, 6), round(p90, 6), round(mean, 6)))
     return result
 
 
@@ -367,58 +365,3 @@ def _postmortems(session: Session, window: Window) -> PostmortemFigures:
         1 for status, _at, due in rows if due is not None and due < window.today and status in ("draft", "in_review")
     )
     return PostmortemFigures(len(rows), len(rows), len(published), on_time, overdue)
-
-
-class SummaryCollector(Collector):
-    """Prometheus gauges computed on each scrape from the all-time summary (no window)."""
-
-    def __init__(self, read: Callable[[], AbstractContextManager[Session]], today: Callable[[], date]) -> None:
-        self._read, self._today = read, today
-
-    def describe(self) -> list[Metric]:
-        # Registering must not query the database; the names are fixed, so there is nothing to check.
-        return []
-
-    def collect(self) -> Iterator[Metric]:
-        with self._read() as session:
-            result = summary(session, today=self._today())
-        yield from gauges(result)
-
-
-def gauges(result: Summary) -> Iterator[Metric]:
-    incidents = GaugeMetricFamily("aftermath_incidents", "Incidents by normalized severity", labels=["severity"])
-    for severity, count in result.incidents.by_severity.items():
-        incidents.add_metric([severity], count)
-    yield incidents
-    for name, figures in (("mtta", result.mtta), ("mttr", result.mttr), ("mttd", result.mttd)):
-        seconds = GaugeMetricFamily(
-            f"aftermath_{name}_seconds", f"{name.upper()} quantiles over all incidents", labels=["quantile"]
-        )
-        for q, value in (("0.5", figures.median_seconds), ("0.9", figures.p90_seconds)):
-            if value is not None:
-                seconds.add_metric([q], value)
-        yield seconds
-        yield GaugeMetricFamily(
-            f"aftermath_{name}_incidents", f"Incidents the {name.upper()} is computed from", value=figures.count
-        )
-    actions = GaugeMetricFamily("aftermath_actions", "Actions by normalized status", labels=["status"])
-    for status in STATUSES:
-        actions.add_metric([status], getattr(result.actions, status))
-    yield actions
-    yield GaugeMetricFamily("aftermath_actions_overdue", "Actions past due, not done", value=result.actions.overdue)
-    if result.actions.completion_rate.value is not None:
-        yield GaugeMetricFamily(
-            "aftermath_action_completion_ratio",
-            "done / (actions - won't do)",
-            value=result.actions.completion_rate.value,
-        )
-    recurrences = GaugeMetricFamily("aftermath_recurrences", "Recurring incidents by state", labels=["actions"])
-    rec = result.recurrence
-    recurrences.add_metric(["all_done"], rec.recurred_after_all_actions_done)
-    recurrences.add_metric(["some_open"], rec.recurred_with_actions_open)
-    recurrences.add_metric(["none"], rec.recurred_without_actions)
-    yield recurrences
-    postmortems = GaugeMetricFamily("aftermath_postmortems", "Postmortems by progress", labels=["state"])
-    for state in ("opened", "published", "published_on_time", "overdue"):
-        postmortems.add_metric([state], getattr(result.postmortems, state))
-    yield postmortems

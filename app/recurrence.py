@@ -60,3 +60,22 @@ def link_if_recurring(session: Session, incident: Incident) -> Incident | None:
             )
     session.flush()
     return earlier
+
+
+def recurrences_of(session: Session, postmortem_ids: list[int]) -> dict[int, list[Incident]]:
+    """Per postmortem, the later incidents that repeated one of its incidents."""
+    result: dict[int, list[Incident]] = {p: [] for p in postmortem_ids}
+    if not postmortem_ids:
+        return result
+    covered = {
+        incident_id: postmortem_id
+        for incident_id, postmortem_id in session.exec(
+            select(Incident.id, Incident.postmortem_id).where(Incident.postmortem_id.in_(postmortem_ids))  # type: ignore[union-attr]
+        ).all()
+        if incident_id is not None and postmortem_id is not None
+    }
+    if covered:
+        query = select(Incident).where(Incident.recurrence_of.in_(list(covered))).order_by(Incident.id)  # type: ignore[union-attr,arg-type]
+        for incident in session.exec(query).all():
+            result[covered[incident.recurrence_of or 0]].append(incident)
+    return result

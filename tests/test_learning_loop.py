@@ -112,6 +112,8 @@ def test_recurrence_links_incidents_and_comments_on_open_actions(
     first = next(i for i in incidents if i["external_id"] == "QFIRST")
     again = next(i for i in incidents if i["external_id"] == "QAGAIN")
     assert again["recurrence_of"] == first["id"] and again["recurred_after_actions_done"] is False
+    earlier_pm = api.get(f"/api/v1/postmortems/{first['postmortem_id']}", headers=READ).json()
+    assert [(r["incident_id"], r["actions_all_done"]) for r in earlier_pm["recurrences"]] == [(again["id"], False)]
     Worker(wired).run_once()
     comments = [str(c) for c in fake_jira.issues["OPS-1"].comments]
     assert any("This failure recurred" in c for c in comments)
@@ -132,3 +134,15 @@ def test_deleted_and_moved_jira_issues_are_reported(api: TestClient, wired: Cont
     assert moved["tracker_key"] == new_key and "tracker_moved" in [e["kind"] for e in moved["ledger"]]
     tracking.poll_all(wired)  # reported once, not on every poll
     assert len(api.get(f"/api/v1/actions/{first['id']}", headers=READ).json()["ledger"]) == len(gone["ledger"])
+
+
+def test_recurrence_after_all_actions_done_is_flagged(api: TestClient, wired: Context, fake_jira: FakeJira) -> None:
+    action = new_action(api, incident_key="QFIXED")
+    Worker(wired).run_once()
+    fake_jira.set_status("OPS-1", "Done", "done", resolution="Done")
+    tracking.poll_all(wired)
+    post_pd(api, pd_event("incident.triggered", event_id="EV-back", incident_id="QBACK", at="2026-03-20T10:00:00.000Z"))
+    back = next(i for i in api.get("/api/v1/incidents", headers=READ).json()["items"] if i["external_id"] == "QBACK")
+    assert back["recurred_after_actions_done"] is True
+    # Done actions get no "recurred" entry and no comment: there is nothing left open to nudge.
+    assert "recurred" not in [e["kind"] for e in _ledger(api, action["id"])]

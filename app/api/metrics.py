@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from prometheus_client import CollectorRegistry
 from pydantic import AwareDatetime
 
-from app import metrics
+from app import metrics, prometheus
 from app.api.deps import ContextDep, Reader
 from app.api.metrics_schemas import SummaryOut
 from app.context import Context
@@ -42,7 +42,7 @@ def registry(request: Request) -> CollectorRegistry:
         if getattr(state, "metrics_registry", None) is None:
             context: Context = state.context
             found = CollectorRegistry(auto_describe=False)
-            found.register(metrics.SummaryCollector(context.read, lambda: utcnow().date()))
+            found.register(prometheus.SummaryCollector(context.read, lambda: utcnow().date()))
             state.metrics_registry = found
     built: CollectorRegistry = state.metrics_registry
     return built

@@ -6,7 +6,7 @@ from datetime import date
 
 from sqlmodel import Session
 
-from app import actions, findings, incidents, ledger, postmortems
+from app import actions, findings, incidents, ledger, postmortems, recurrence
 from app.actions import Action
 from app.api.schemas import (
     ActionDetail,
@@ -15,6 +15,7 @@ from app.api.schemas import (
     IncidentOut,
     LedgerOut,
     PostmortemOut,
+    RecurrenceOut,
     TimelineOut,
 )
 from app.incidents import Incident
@@ -56,6 +57,7 @@ def postmortem_bodies(session: Session, rows: list[Postmortem], today: date) -> 
     incident_ids = postmortems.incident_ids_of(session, ids)
     finding_rows = findings.of_postmortems(session, ids)
     action_rows = actions.of_postmortems(session, ids)
+    repeats = recurrence.recurrences_of(session, ids)
     all_actions = action_bodies(session, [a for group in action_rows.values() for a in group], today)
     by_postmortem: dict[int, list[ActionOut]] = {i: [] for i in ids}
     for body in all_actions:
@@ -67,6 +69,15 @@ def postmortem_bodies(session: Session, rows: list[Postmortem], today: date) -> 
                 "incident_ids": incident_ids[row.id or 0],
                 "findings": [FindingOut.model_validate(f.model_dump()) for f in finding_rows[row.id or 0]],
                 "actions": by_postmortem[row.id or 0],
+                "recurrences": [
+                    RecurrenceOut(
+                        incident_id=i.id or 0,
+                        recurrence_of=i.recurrence_of or 0,
+                        triggered_at=i.triggered_at,
+                        actions_all_done=i.recurred_after_actions_done,
+                    )
+                    for i in repeats[row.id or 0]
+                ],
                 "overdue": postmortems.is_overdue(row, today),
             }
         )

@@ -189,6 +189,13 @@ class PostmortemPatch(_Input):
     version: int | None = Field(default=None, ge=1, description="expected current version; 409 if it moved on")
 
 
+class RecurrenceOut(BaseModel):
+    incident_id: int
+    recurrence_of: int
+    triggered_at: datetime | None
+    actions_all_done: bool | None  # True: every action was done, yet the failure came back
+
+
 class PostmortemOut(BaseModel):
     id: int
     key: str
@@ -202,6 +209,7 @@ class PostmortemOut(BaseModel):
     incident_ids: list[int]
     findings: list[FindingOut]
     actions: list[ActionOut]
+    recurrences: list[RecurrenceOut]
     version: int
     trigger: str | None
     created_at: datetime
