@@ -251,7 +251,7 @@ def _recurred_postmortems(window: Window | None) -> Any:
 
 
 def _recurrence(session: Session, window: Window) -> RecurrenceFigures:
-    """Each recurring incident in the window is sorted by the earlier postmortem's actions at its trigger time.
+    """Each recurring incident in the window is classified by the earlier postmortem's actions at its trigger time.
 
     "After all actions done": the earlier postmortem has actions, each done or won't-do with closed_at at or
     before the recurrence was triggered. "With actions open": any action still open at that time (a closed

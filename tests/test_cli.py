@@ -127,3 +127,26 @@ def test_token_create_and_migrate(tmp_path: Path) -> None:
     assert created.returncode == 0 and created.stdout.strip().startswith("am_")
     again = _run(tmp_path, "token", "create", "dashboards")
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_worker_once_applies_stored_events(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    assert _run(tmp_path, "migrate").returncode == 0
+    body = ROOT.parent / "shared" / "payloads" / "pagerduty" / "incA_01_triggered.json"
+    if not body.exists():
+        pytest.skip("sample payloads not found")
+    raw = body.read_bytes()
+    engine = create_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    with engine.begin() as conn:  # what the webhook route stores before the worker runs
+        conn.execute(
+            text("INSERT INTO inbound_event (source, external_id, event_type, status, body, received_at) "
+                 "VALUES ('pagerduty', 'E1', 'incident.triggered', 'accepted', :body, '2026-01-01 00:00:00')"),
+            {"body": raw.decode()},
+        )
+    result = _run(tmp_path, "worker", "--once", AFTERMATH_WORKER="off")
+    assert result.returncode == 0, result.stderr
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM incident")).scalar() == 1
+        assert conn.execute(text("SELECT count(*) FROM inbound_event WHERE processed_at IS NULL")).scalar() == 0
+    engine.dispose()

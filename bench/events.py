@@ -1,0 +1,71 @@
+"""Signed PagerDuty v3 deliveries with distinct event ids, written one per line for wrk and the asyncio client.
+
+Each line is `event_id<TAB>X-PagerDuty-Signature<TAB>compact JSON body`. Incidents follow the shared sample
+lifecycle (triggered, acknowledged, priority updated, annotated, status update, resolved); one incident in ten
+keeps its P1 priority, so the embedded worker also opens postmortems, as it would in a real incident storm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from pathlib import Path
+
+SECRET = "bench-pagerduty-secret"
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "payloads" / "pagerduty"
+LIFECYCLE = [
+    "incA_01_triggered.json",
+    "incA_02_acknowledged.json",
+    "incA_03_priority_updated.json",
+    "incA_04_annotated.json",
+    "incA_05_status_update_published.json",
+    "incA_06_resolved.json",
+]
+INCIDENT_ID, INCIDENT_KEY = "Q1VZ8M2KX4TB7N", "3f9c2a71e4b84d0c9e57a6b1d2c8f045"
+
+
+def _templates() -> list[tuple[str, str]]:
+    """(sample event id, compact body) for each lifecycle step."""
+    out = []
+    for name in LIFECYCLE:
+        doc = json.loads((SAMPLES / name).read_text())
+        out.append((doc["event"]["id"], json.dumps(doc, separators=(",", ":"))))
+    return out
+
+
+def sign(body: bytes, secret: str = SECRET) -> str:
+    return "v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def generate(count: int, prefix: str) -> list[tuple[str, str, str]]:
+    """`count` deliveries (event id, signature, body); ids are unique for a given prefix (one letter)."""
+    templates = _templates()
+    out: list[tuple[str, str, str]] = []
+    incident = 0
+    while len(out) < count:
+        incident += 1
+        incident_id = f"{prefix}{incident:013d}"  # same length as the sample's id
+        key = hashlib.md5(incident_id.encode()).hexdigest()
+        for step, (sample_id, template) in enumerate(templates):
+            event_id = f"{incident_id}E{step}{'0' * 10}"  # 26 characters, like PagerDuty's ULIDs
+            body = template.replace(sample_id, event_id).replace(INCIDENT_ID, incident_id).replace(INCIDENT_KEY, key)
+            if incident % 10:
+                body = body.replace('"summary":"P1"', '"summary":"P3"')
+            out.append((event_id, sign(body.encode()), body))
+            if len(out) == count:
+                break
+    return out
+
+
+def write(path: Path, deliveries: list[tuple[str, str, str]]) -> Path:
+    path.write_text("".join(f"{eid}\t{sig}\t{body}\n" for eid, sig, body in deliveries))
+    return path
+
+
+def read(path: Path) -> list[tuple[str, str, str]]:
+    rows = []
+    for line in path.read_text().splitlines():
+        eid, sig, body = line.split("\t", 2)
+        rows.append((eid, sig, body))
+    return rows
