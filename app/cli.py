@@ -99,11 +99,11 @@ def serve(
     options = uvicorn_options(host, port)
     if workers > 1:
         context.engine.dispose()
-        uvicorn.run("app.cli:create_app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+        uvicorn.run("app.cli:create_app_from_env", factory=True, workers=workers, **options)
     else:
         from app.api.main import create_app
 
-        uvicorn.run(create_app(context), **options)  # type: ignore[arg-type]
+        uvicorn.run(create_app(context), **options)
 
 
 @cli.command()

@@ -23,7 +23,7 @@ from app.incidents import Incident, TimelineEntry
 from app.postmortems import Postmortem
 
 Audience = Literal["executive", "engineering", "operations"]
-AUDIENCES: tuple[str, ...] = get_args(Audience)
+AUDIENCES: tuple[Audience, ...] = get_args(Audience)
 
 # Runbook-facing: process actions change what responders do (runbooks, escalation steps) and monitoring
 # actions change what pages them (alerts, dashboards); technical/test/organizational ones change neither.

@@ -14,8 +14,8 @@ from fastapi import FastAPI, Response
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.cli import uvicorn_options  # noqa: E402
-from app.logs import configure  # noqa: E402
+from app.cli import uvicorn_options
+from app.logs import configure
 
 configure(["bench-pagerduty-secret"])  # runs in each worker process too: the same log filter as the real app
 app = FastAPI()

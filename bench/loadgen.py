@@ -82,7 +82,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for _ in workers:
         queue.put_nowait(None)
     scheduled_end = start + total / args.rate
-    done, pending = await asyncio.wait(workers, timeout=args.grace)
+    _done, pending = await asyncio.wait(workers, timeout=args.grace)
     for task in pending:
         task.cancel()
     elapsed = loop.time() - start

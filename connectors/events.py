@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -24,6 +25,23 @@ TimelineKind = Literal[
 
 class PayloadError(ValueError):
     """The body is not the source's shape; the message names what is wrong."""
+
+
+def load_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or PayloadError saying why not (deep nesting included)."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise PayloadError(f"body is not JSON: {exc.__class__.__name__}") from None
+    if not isinstance(doc, dict):
+        raise PayloadError(f"body must be a JSON object, got {json_type(doc)}")
+    return doc
+
+
+def json_type(value: object) -> str:
+    """The JSON name of a parsed value's type, for error messages."""
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
 
 
 @dataclass(frozen=True)

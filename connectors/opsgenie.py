@@ -9,12 +9,11 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors.events import AlertEvent, IncidentSnapshot, PayloadError, TimelineKind
+from connectors.events import AlertEvent, IncidentSnapshot, PayloadError, TimelineKind, load_object
 
 _KINDS: dict[str, TimelineKind] = {
     "Create": "triggered",
@@ -66,12 +65,7 @@ def _basic_password(authorization: str | None) -> bytes | None:
 
 def parse(body: bytes) -> AlertEvent:
     """Parse one webhook body. Raises PayloadError naming the problem; unused actions come back ignored."""
-    try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise PayloadError(f"body is not JSON: {exc.__class__.__name__}") from None
-    if not isinstance(doc, dict):
-        raise PayloadError("body must be a JSON object")
+    doc = load_object(body)
     action = doc.get("action")
     if action is None:
         raise PayloadError("action is missing")

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.events import AlertEvent, IncidentSnapshot, PayloadError, TimelineKind
+from connectors.events import AlertEvent, IncidentSnapshot, PayloadError, TimelineKind, json_type, load_object
 
 _KINDS: dict[str, TimelineKind] = {
     "incident.triggered": "triggered",
@@ -65,19 +64,14 @@ def verify_signature(*, secrets: Sequence[str], body: bytes, header: str | None)
 
 def parse(body: bytes) -> AlertEvent:
     """Parse one v3 webhook body. Raises PayloadError naming the problem; unknown event types come back ignored."""
-    try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise PayloadError(f"body is not JSON: {exc.__class__.__name__}") from None
-    if not isinstance(doc, dict):
-        raise PayloadError(f"body must be a JSON object, got {_jstype(doc)}")
+    doc = load_object(body)
     if "messages" in doc:
         raise PayloadError("PagerDuty v2/v1 webhook bodies are not supported; create a v3 webhook subscription")
     event = doc.get("event")
     if event is None:
         raise PayloadError("event is missing")
     if not isinstance(event, dict):
-        raise PayloadError(f"event must be an object, got {_jstype(event)}")
+        raise PayloadError(f"event must be an object, got {json_type(event)}")
     event_id = _required_str(event, "id", "event.id")
     event_type = _required_str(event, "event_type", "event.event_type")
     data = event.get("data")
@@ -111,7 +105,7 @@ def parse(body: bytes) -> AlertEvent:
     at = _parse_time(occurred_at)
     if at is None:
         # repr only of strings: str() of a deeply nested value could itself blow the recursion limit.
-        got = repr(occurred_at[:40]) if isinstance(occurred_at, str) else f"a JSON {_jstype(occurred_at)}"
+        got = repr(occurred_at[:40]) if isinstance(occurred_at, str) else f"a JSON {json_type(occurred_at)}"
         raise PayloadError(f"event.occurred_at is not an ISO-8601 date-time: got {got}")
     incident_id = _incident_id(data)
     if incident_id is None:
@@ -136,12 +130,6 @@ def parse(body: bytes) -> AlertEvent:
         text=_text(event_type, data, actor, snapshot),
         snapshot=snapshot,
         extra=extra,
-    )
-
-
-def _jstype(value: object) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
-        type(value), "number"
     )
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from connectors.events import PayloadError
+from connectors.events import PayloadError, load_object
 from connectors.tracker import IssueState
 
 
@@ -43,16 +42,6 @@ def verify_jira(*, secret: str | None, body: bytes, header: str | None, url_secr
     return bool(secret and url_secret and hmac.compare_digest(secret.encode(), url_secret.encode()))
 
 
-def _load(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"body is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise PayloadError("body is not a JSON object")
-    return data
-
-
 def _time(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
@@ -64,7 +53,7 @@ def _time(value: Any) -> datetime | None:
 
 def parse_github(event_name: str | None, body: bytes) -> TrackerEvent | None:
     """An `issues` event as a TrackerEvent; None for events and actions that say nothing about status."""
-    data = _load(body)
+    data = load_object(body)
     if event_name != "issues":
         return None
     issue, repo = data.get("issue"), data.get("repository")
@@ -89,14 +78,20 @@ def parse_github(event_name: str | None, body: bytes) -> TrackerEvent | None:
     return TrackerEvent(
         "github",
         key,
-        IssueState(key=key, raw_status=raw, category=state, resolution=reason,
-                   updated_at=_time(issue.get("updated_at")), moved_to=moved_to),
+        IssueState(
+            key=key,
+            raw_status=raw,
+            category=state,
+            resolution=reason,
+            updated_at=_time(issue.get("updated_at")),
+            moved_to=moved_to,
+        ),
     )
 
 
 def parse_jira(body: bytes) -> TrackerEvent | None:
     """`jira:issue_updated` / `jira:issue_deleted` as a TrackerEvent; None for other events."""
-    data = _load(body)
+    data = load_object(body)
     event = data.get("webhookEvent")
     if event not in ("jira:issue_updated", "jira:issue_deleted", "jira:issue_created"):
         return None
@@ -120,6 +115,12 @@ def parse_jira(body: bytes) -> TrackerEvent | None:
     return TrackerEvent(
         "jira",
         old_key,
-        IssueState(key=old_key, raw_status=str(status["name"]), category=str(category), resolution=resolution,
-                   updated_at=None, moved_to=key if key != old_key else None),
+        IssueState(
+            key=old_key,
+            raw_status=str(status["name"]),
+            category=str(category),
+            resolution=resolution,
+            updated_at=None,
+            moved_to=key if key != old_key else None,
+        ),
     )
