@@ -1,8 +1,9 @@
 """Signed PagerDuty v3 deliveries with distinct event ids, written one per line for wrk and the asyncio client.
 
 Each line is `event_id<TAB>X-PagerDuty-Signature<TAB>compact JSON body`. Incidents follow the shared sample
-lifecycle (triggered, acknowledged, priority updated, annotated, status update, resolved); one incident in ten
-keeps its P1 priority, so the embedded worker also opens postmortems, as it would in a real incident storm.
+lifecycle (triggered, acknowledged, priority updated, annotated, status update, resolved), starting five minutes
+before generation: nine incidents in ten are P3 and resolved within about five minutes (no postmortem is due); one in
+ten keeps the sample's P1 and its 52 minutes, so the embedded worker also opens postmortems, as in an incident storm.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 SECRET = "bench-pagerduty-secret"
@@ -23,14 +26,27 @@ LIFECYCLE = [
     "incA_06_resolved.json",
 ]
 INCIDENT_ID, INCIDENT_KEY = "Q1VZ8M2KX4TB7N", "3f9c2a71e4b84d0c9e57a6b1d2c8f045"
+SAMPLE_START = datetime(2026, 3, 14, 9, 12, 4, tzinfo=UTC)
+_TIME = re.compile(r'"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z)"')
 
 
-def _templates() -> list[tuple[str, str]]:
-    """(sample event id, compact body) for each lifecycle step."""
+def _retimed(body: str, start: datetime, scale: float) -> str:
+    def shift(match: re.Match[str]) -> str:
+        at = datetime.fromisoformat(match.group(1).replace("Z", "+00:00"))
+        return (
+            '"' + (start + (at - SAMPLE_START) * scale).isoformat(timespec="milliseconds").replace("+00:00", "Z") + '"'
+        )
+
+    return _TIME.sub(shift, body)
+
+
+def _templates(scale: float) -> list[tuple[str, str]]:
+    """(sample event id, compact body) for each lifecycle step, its times moved to now and scaled."""
+    start = datetime.now(UTC) - timedelta(minutes=5)
     out = []
     for name in LIFECYCLE:
         doc = json.loads((SAMPLES / name).read_text())
-        out.append((doc["event"]["id"], json.dumps(doc, separators=(",", ":"))))
+        out.append((doc["event"]["id"], _retimed(json.dumps(doc, separators=(",", ":")), start, scale)))
     return out
 
 
@@ -40,14 +56,14 @@ def sign(body: bytes, secret: str = SECRET) -> str:
 
 def generate(count: int, prefix: str) -> list[tuple[str, str, str]]:
     """`count` deliveries (event id, signature, body); ids are unique for a given prefix (one letter)."""
-    templates = _templates()
+    major, minor = _templates(1.0), _templates(0.1)
     out: list[tuple[str, str, str]] = []
     incident = 0
     while len(out) < count:
         incident += 1
         incident_id = f"{prefix}{incident:013d}"  # same length as the sample's id
         key = hashlib.md5(incident_id.encode()).hexdigest()
-        for step, (sample_id, template) in enumerate(templates):
+        for step, (sample_id, template) in enumerate(minor if incident % 10 else major):
             event_id = f"{incident_id}E{step}{'0' * 10}"  # 26 characters, like PagerDuty's ULIDs
             body = template.replace(sample_id, event_id).replace(INCIDENT_ID, incident_id).replace(INCIDENT_KEY, key)
             if incident % 10:

@@ -144,5 +144,7 @@ def test_recurrence_after_all_actions_done_is_flagged(api: TestClient, wired: Co
     post_pd(api, pd_event("incident.triggered", event_id="EV-back", incident_id="QBACK", at="2026-03-20T10:00:00.000Z"))
     back = next(i for i in api.get("/api/v1/incidents", headers=READ).json()["items"] if i["external_id"] == "QBACK")
     assert back["recurred_after_actions_done"] is True
+    page = api.get(f"/postmortems/{action['postmortem_id']}", headers=READ)
+    assert page.status_code == 200 and "the fix did not work" in page.text and f"recurrence-{back['id']}" in page.text
     # Done actions get no "recurred" entry and no comment: there is nothing left open to nudge.
     assert "recurred" not in [e["kind"] for e in _ledger(api, action["id"])]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from app import actions, findings, incidents, postmortems
+from app import actions, findings, incidents, postmortems, recurrence
 from app.api.deps import ContextDep, Reader
 from app.db import utcnow
 
@@ -33,6 +33,7 @@ def postmortem_page(context: ContextDep, _: Reader, postmortem_id: int = Path(ge
             incidents=covered,
             timelines=lines,
             findings=findings.of_postmortems(session, [postmortem_id])[postmortem_id],
+            recurrences=recurrence.recurrences_of(session, [postmortem_id])[postmortem_id],
             actions=action_rows,
             action_findings=actions.finding_ids_of(session, [a.id for a in action_rows if a.id is not None]),
             is_overdue=lambda a: actions.is_overdue(a, today),
