@@ -140,8 +140,10 @@ def test_worker_once_applies_stored_events(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'a.db'}")
     with engine.begin() as conn:  # what the webhook route stores before the worker runs
         conn.execute(
-            text("INSERT INTO inbound_event (source, external_id, event_type, status, body, received_at) "
-                 "VALUES ('pagerduty', 'E1', 'incident.triggered', 'accepted', :body, '2026-01-01 00:00:00')"),
+            text(
+                "INSERT INTO inbound_event (source, external_id, event_type, status, body, received_at) "
+                "VALUES ('pagerduty', 'E1', 'incident.triggered', 'accepted', :body, '2026-01-01 00:00:00')"
+            ),
             {"body": raw.decode()},
         )
     result = _run(tmp_path, "worker", "--once", AFTERMATH_WORKER="off")

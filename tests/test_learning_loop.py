@@ -25,16 +25,26 @@ __all__ = ["api", "fake_jira", "tracker_mappings", "wired"]
 def _jira_hook(client: TestClient, payload: dict, secret: str = "jira-hook-secret", delivery: str = "d1") -> object:
     body = json.dumps(payload).encode()
     signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return client.post("/webhooks/jira", content=body,
-                       headers={"X-Hub-Signature": signature, "X-Atlassian-Webhook-Identifier": delivery})
+    return client.post(
+        "/webhooks/jira",
+        content=body,
+        headers={"X-Hub-Signature": signature, "X-Atlassian-Webhook-Identifier": delivery},
+    )
 
 
 def _jira_update(key: str, status: str, category: str, resolution: str | None = None) -> dict:
     return {
-        "timestamp": 1775115678891, "webhookEvent": "jira:issue_updated", "issue_event_type_name": "issue_generic",
-        "issue": {"id": "10001", "key": key, "fields": {
-            "status": {"name": status, "statusCategory": {"key": category}},
-            "resolution": {"name": resolution} if resolution else None}},
+        "timestamp": 1775115678891,
+        "webhookEvent": "jira:issue_updated",
+        "issue_event_type_name": "issue_generic",
+        "issue": {
+            "id": "10001",
+            "key": key,
+            "fields": {
+                "status": {"name": status, "statusCategory": {"key": category}},
+                "resolution": {"name": resolution} if resolution else None,
+            },
+        },
         "changelog": {"id": "1", "items": [{"field": "status", "fieldtype": "jira", "toString": status}]},
     }
 
@@ -72,10 +82,15 @@ def test_jira_webhook_authentication(api: TestClient) -> None:
 def test_github_webhook_signature_and_ignored_events(api: TestClient) -> None:
     body = json.dumps({"zen": "Keep it logically awesome."}).encode()
     signature = "sha256=" + hmac.new(b"gh-hook-secret", body, hashlib.sha256).hexdigest()
-    ping = api.post("/webhooks/github", content=body, headers={"X-Hub-Signature-256": signature,
-                                                               "X-GitHub-Event": "ping", "X-GitHub-Delivery": "g1"})
+    ping = api.post(
+        "/webhooks/github",
+        content=body,
+        headers={"X-Hub-Signature-256": signature, "X-GitHub-Event": "ping", "X-GitHub-Delivery": "g1"},
+    )
     assert ping.status_code == 202 and ping.json()["status"] == "ignored"
-    bad = api.post("/webhooks/github", content=body, headers={"X-Hub-Signature-256": "sha256=00", "X-GitHub-Event": "ping"})
+    bad = api.post(
+        "/webhooks/github", content=body, headers={"X-Hub-Signature-256": "sha256=00", "X-GitHub-Event": "ping"}
+    )
     assert bad.status_code == 401
 
 
@@ -106,8 +121,9 @@ def test_recurrence_links_incidents_and_comments_on_open_actions(
 ) -> None:
     action = new_action(api, incident_key="QFIRST")
     Worker(wired).run_once()
-    post_pd(api, pd_event("incident.triggered", event_id="EV-again", incident_id="QAGAIN",
-                          at="2026-03-15T10:00:00.000Z"))
+    post_pd(
+        api, pd_event("incident.triggered", event_id="EV-again", incident_id="QAGAIN", at="2026-03-15T10:00:00.000Z")
+    )
     incidents = api.get("/api/v1/incidents", headers=READ).json()["items"]
     first = next(i for i in incidents if i["external_id"] == "QFIRST")
     again = next(i for i in incidents if i["external_id"] == "QAGAIN")

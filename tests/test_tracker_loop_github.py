@@ -65,7 +65,10 @@ def test_poll_is_free_when_nothing_changed_and_sees_not_planned(
     tracking.poll_all(gh_wired)
     entries = _action(api, action["id"])["ledger"]
     assert (entries[-1]["kind"], entries[-1]["to_status"], entries[-1]["tracker_status"]) == (
-        "status_changed", "wont_do", "closed:not_planned")
+        "status_changed",
+        "wont_do",
+        "closed:not_planned",
+    )
     fake_github.reopen_issue("acme/payments", 1)
     tracking.poll_all(gh_wired)
     tracking.poll_all(gh_wired)
@@ -86,8 +89,11 @@ def test_github_webhook_close_then_poll_writes_nothing_more(
     }
     body = json.dumps(payload).encode()
     signature = "sha256=" + hmac.new(b"gh-hook-secret", body, hashlib.sha256).hexdigest()
-    response = api.post("/webhooks/github", content=body, headers={
-        "X-Hub-Signature-256": signature, "X-GitHub-Event": "issues", "X-GitHub-Delivery": "d-1"})
+    response = api.post(
+        "/webhooks/github",
+        content=body,
+        headers={"X-Hub-Signature-256": signature, "X-GitHub-Event": "issues", "X-GitHub-Delivery": "d-1"},
+    )
     assert response.status_code == 202 and response.json()["status"] == "accepted"
     entries = _action(api, action["id"])["ledger"]
     assert (entries[-1]["to_status"], entries[-1]["source"]) == ("done", "webhook")

@@ -37,7 +37,7 @@ def test_action_is_filed_once_with_content_and_backlink(api: TestClient, wired: 
     assert fields["summary"].startswith("[PM-") and fields["summary"].endswith("] Rotate logs")
     assert fields["duedate"] == "2030-01-31" and fields["priority"]["name"] == "Medium"
     assert fields["assignee"]["accountId"] == DEFAULT_ACCOUNT_ID
-    assert "aftermath-action-%d" % action["id"] in fields["labels"] and "postmortem" in fields["labels"]
+    assert f"aftermath-action-{action['id']}" in fields["labels"] and "postmortem" in fields["labels"]
     assert all(" " not in label for label in fields["labels"])
     description = fields["description"]
     finding_url = f"http://aftermath.test/postmortems/{action['postmortem_id']}#finding-{action['finding_ids'][0]}"
@@ -100,9 +100,7 @@ def test_lost_create_answer_does_not_duplicate(api: TestClient, wired: Context, 
     assert [e["kind"] for e in filed["ledger"]] == ["filed"]
 
 
-def test_refused_field_is_a_permanent_error_on_the_action(
-    api: TestClient, wired: Context, fake_jira: FakeJira
-) -> None:
+def test_refused_field_is_a_permanent_error_on_the_action(api: TestClient, wired: Context, fake_jira: FakeJira) -> None:
     action = new_action(api, tracker={"kind": "jira", "project": "NOPE", "issue_type": "Task"})
     Worker(wired).run_once()
     failed = _action(api, action["id"])

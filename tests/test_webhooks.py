@@ -183,8 +183,14 @@ def test_disabled_sources_refuse(database_url: str) -> None:
 def _og(action: str, updated_ns: int, **alert: object) -> bytes:
     body = {
         "action": action,
-        "alert": {"alertId": "og-alert-1-1775115678512", "message": "Queue backlog", "createdAt": 1775115678512,
-                  "updatedAt": updated_ns, "username": "ops@example.com", **alert},
+        "alert": {
+            "alertId": "og-alert-1-1775115678512",
+            "message": "Queue backlog",
+            "createdAt": 1775115678512,
+            "updatedAt": updated_ns,
+            "username": "ops@example.com",
+            **alert,
+        },
         "integrationId": "int-1",
         "integrationName": "aftermath",
     }

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 
 from app.api.main import create_app
 from app.context import Context, build_context
-from tests.conftest import ROOT, make_settings
 from connectors.github_tracker import GitHubTracker
+from tests.conftest import ROOT, make_settings
 from tests.fakes.fake_github import FakeGitHub
 from tests.fakes.fake_jira import DEFAULT_ACCOUNT_ID, FakeJira
 from tests.helpers import WRITE, add_finding, make_postmortem, pd_event, post_pd
@@ -64,8 +64,14 @@ def new_action(client: TestClient, incident_key: str = "QT1", **fields: Any) -> 
     incident = next(i for i in incidents if i["external_id"] == incident_key)
     postmortem = make_postmortem(client, incident["id"])
     finding = add_finding(client, postmortem["id"], statement="Disk filled because logs were never rotated")
-    body = {"title": "Rotate logs", "owner": "alice@example.com", "due_date": "2030-01-31",
-            "success_metric": "disk < 70% for 30 days", "finding_ids": [finding["id"]], **fields}
+    body = {
+        "title": "Rotate logs",
+        "owner": "alice@example.com",
+        "due_date": "2030-01-31",
+        "success_metric": "disk < 70% for 30 days",
+        "finding_ids": [finding["id"]],
+        **fields,
+    }
     response = client.post(f"/api/v1/postmortems/{postmortem['id']}/actions", json=body, headers=WRITE)
     assert response.status_code == 201, response.text
     return dict(response.json())
