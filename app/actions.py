@@ -6,6 +6,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import update as sql_update
 from sqlmodel import Field, Session, SQLModel, select
 
 from app import jobs, ledger
@@ -13,6 +14,7 @@ from app.db import UTCDateTime, page, utcnow
 from app.errors import Invalid, NotFound
 from app.findings import Finding
 from app.incidents import Incident
+from app.jobs import Job
 from app.mappings import GitHubTarget, JiraTarget, Mappings
 from app.postmortems import Postmortem, record_revision
 
@@ -21,6 +23,10 @@ PRIORITIES = ("critical", "high", "medium", "low")
 STATUSES = ("unfiled", "open", "in_progress", "done", "wont_do")
 CLOSED = ("done", "wont_do")
 EDITABLE = ("title", "description", "kind", "owner", "due_date", "priority", "success_metric")
+# What the filed tracker issue shows of an action (its title, body, assignee, due date, priority, backlink): an edit to
+# one of these is pushed to the issue. `kind` is not shown there.
+ISSUE_FIELDS = ("title", "description", "owner", "due_date", "priority", "success_metric", "finding_ids")
+UPDATE_ISSUE = "update_issue"
 
 
 class Action(SQLModel, table=True):
@@ -174,8 +180,42 @@ def update(
     postmortem = session.get(Postmortem, action.postmortem_id)
     assert postmortem is not None
     record_revision(session, postmortem, author, {"action_changed": {"id": action.id, **changes}})
-    session.flush()
+    session.flush()  # the action's row is written (and, on PostgreSQL, locked) before the job table is looked at
+    pushed = sorted(name for name in changes if name in ISSUE_FIELDS)
+    # An unfiled action needs nothing: its file job reads the action as it is when it runs.
+    if action.tracker_key and pushed:
+        # After a failed update the issue may lag behind in other fields too: push everything (an empty list).
+        queue_issue_update(session, action, [] if action.last_error else pushed)
     return action
+
+
+def queue_issue_update(session: Session, action: Action, fields: list[str]) -> None:
+    """Queue the job that rewrites the action's tracker issue with the action's `fields` (empty: all of them).
+
+    One pending job per action covers any number of edits: it reads the action when it runs, so a later edit only
+    widens the fields it pushes. Two concurrent edits of one action cannot both miss the pending job: the caller has
+    already written the action's row, which serializes them (row lock on PostgreSQL, the one writer on SQLite).
+    """
+    assert action.id is not None
+    pending = session.exec(
+        select(Job).where(Job.kind == UPDATE_ISSUE, Job.action_id == action.id, Job.status == "pending")
+    ).first()
+    if pending is not None:
+        known = list(pending.payload.get("fields") or [])
+        merged = sorted(set(known) | set(fields)) if known and fields else []
+        # Only while it is still pending. This UPDATE also locks the row until commit, so no worker can claim the job
+        # and read the action before this edit is visible; and one that claimed it first makes rowcount 0, because
+        # it may have read the action already: then this edit gets a job of its own.
+        moved = session.execute(
+            sql_update(Job)
+            .where(Job.id == pending.id, Job.status == "pending")  # type: ignore[arg-type]
+            .values(payload={"fields": merged})
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount:  # type: ignore[attr-defined]
+            session.expire(pending)
+            return
+    jobs.enqueue(session, UPDATE_ISSUE, action_id=action.id, payload={"fields": fields}, sort_date=action.due_date)
 
 
 def is_overdue(action: Action, today: date) -> bool:

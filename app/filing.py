@@ -1,4 +1,5 @@
-"""Filing flow: turn an action into exactly one tracker issue, even across timeouts, 5xx and crashes."""
+"""Filing flow: turn an action into exactly one tracker issue, even across timeouts, 5xx and crashes; and keep that
+issue following the action's later edits."""
 
 from __future__ import annotations
 
@@ -18,6 +19,19 @@ from app.postmortems import Postmortem
 from connectors.tracker import IssueDraft, IssueRef, OutcomeUnknown, PermanentError, RetryLater, TrackerError
 
 log = logging.getLogger(__name__)
+
+# Which parts of the issue show which action field (build_draft's body repeats owner, due date, priority and the
+# success metric; the findings are in the body and the Jira backlink). The job pushes only these, so that an edit
+# of the title does not undo, say, a priority someone changed in Jira since.
+PARTS_SHOWING: dict[str, frozenset[str]] = {
+    "title": frozenset({"title"}),
+    "description": frozenset({"body"}),
+    "owner": frozenset({"body", "assignee"}),
+    "due_date": frozenset({"body", "due_date"}),
+    "priority": frozenset({"body", "priority"}),
+    "success_metric": frozenset({"body"}),
+    "finding_ids": frozenset({"body", "backlink"}),
+}
 
 
 def idempotency_key(action_id: int) -> str:
@@ -112,6 +126,59 @@ def file_action(context: Context, job: Job, worker_id: str) -> None:
         _record_failure(context, job, worker_id, exc, retry_in=None)
         return
     _record_filed(context, job, worker_id, ref)
+
+
+def issue_parts(fields: list[str]) -> frozenset[str] | None:
+    """The issue parts to rewrite for these changed action fields; None (all of them) for none or an unknown one."""
+    if not fields or any(name not in PARTS_SHOWING for name in fields):
+        return None
+    return frozenset().union(*(PARTS_SHOWING[name] for name in fields))
+
+
+def update_issue(context: Context, job: Job, worker_id: str) -> None:
+    """Rewrite the filed issue from the action as it is *now*, so one job covers every edit queued before it ran.
+
+    The job's payload names the action fields that changed (none: all). A transient failure is retried with backoff
+    (an update is idempotent); a refusal is shown as the action's last error and ends the job: retrying cannot fix
+    it, and the next edit queues a full update.
+    """
+    assert job.action_id is not None and job.id is not None
+    with context.read() as session:
+        action, postmortem, found = _load(session, job.action_id)
+    parts = issue_parts([str(name) for name in job.payload.get("fields") or []])
+    error: TrackerError | None = None
+    if action.tracker_key:  # always set when queued; nothing to rewrite otherwise
+        target = action.tracker or {}
+        tracker = context.tracker(str(target.get("kind")))
+        try:
+            if tracker is None:
+                raise PermanentError(f"{target.get('kind')} is not configured: set its AFTERMATH_* connection settings")
+            draft = build_draft(context.mappings, context.settings.public_url, action, postmortem, found)
+            tracker.update_issue(target, action.tracker_key, draft, parts)
+        except TrackerError as exc:
+            error = exc
+    with context.write() as session:
+        mine = jobs.still_mine(session, job.id, worker_id)
+        if mine is None:
+            return  # another worker took the job over (lease ran out); it rewrites the issue itself
+        current = session.get(Action, job.action_id)
+        assert current is not None
+        if error is None:
+            # Only a full rewrite proves the issue matches the action again; for a filed action, last_error can only
+            # have come from an earlier update (filing clears it).
+            if parts is None and current.last_error:
+                current.last_error, current.updated_at = None, utcnow()
+                session.add(current)
+            jobs.finish(session, mine)
+        elif isinstance(error, RetryLater):
+            delay = jobs.backoff(job.attempts, error.retry_after)
+            log.info("updating %s: %s; retry in %.0fs", action.tracker_key, error.message, delay)
+            jobs.retry(session, mine, error.message, delay)
+        else:
+            log.warning("updating %s failed for good: %s", action.tracker_key, error.message)
+            current.last_error, current.updated_at = error.message, utcnow()
+            session.add(current)
+            jobs.fail(session, mine, error.message)
 
 
 def _record_filed(context: Context, job: Job, worker_id: str, ref: IssueRef) -> None:

@@ -7,6 +7,7 @@ means "durably stored"; batching only removes the per-event commit that capped t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -22,13 +23,14 @@ log = logging.getLogger(__name__)
 _Item = tuple[Delivery, "asyncio.Future[bool]", asyncio.AbstractEventLoop]
 
 
-def _resolve(future: asyncio.Future[bool], value: bool | BaseException) -> None:
-    if future.done():
-        return  # the client went away; its event is stored all the same
-    if isinstance(value, BaseException):
-        future.set_exception(value)
-    else:
-        future.set_result(value)
+def _resolve(answers: list[tuple[asyncio.Future[bool], bool | BaseException]]) -> None:
+    for future, value in answers:
+        if future.done():
+            continue  # the client went away; its event is stored all the same
+        if isinstance(value, BaseException):
+            future.set_exception(value)
+        else:
+            future.set_result(value)
 
 
 class GroupCommitter:
@@ -81,7 +83,12 @@ class GroupCommitter:
         except Exception as exc:  # the database is down or refused the batch: every waiting request hears it
             log.warning("group commit of %d events failed: %s", len(batch), type(exc).__name__)
             stored = [exc] * len(batch)
+        # One wake-up per event loop for the whole batch, not one per request.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool], bool | BaseException]]] = {}
         for (_, future, loop), value in zip(batch, stored, strict=True):
-            loop.call_soon_threadsafe(_resolve, future, value)
+            by_loop.setdefault(loop, []).append((future, value))
+        for loop, answers in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits for these answers now
+                loop.call_soon_threadsafe(_resolve, answers)
         if self.on_commit and not isinstance(stored[0], BaseException):
             self.on_commit()

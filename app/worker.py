@@ -50,6 +50,8 @@ class Worker:
                 filing.file_action(self.context, job, self.id)
             elif job.kind == "comment":
                 notify.post_comment(self.context, job, self.id)
+            elif job.kind == "update_issue":
+                filing.update_issue(self.context, job, self.id)
             else:
                 log.error("unknown job kind %s (job %s)", job.kind, job.id)
                 with self.context.write() as session:

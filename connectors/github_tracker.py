@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +19,7 @@ from urllib3.exceptions import ConnectTimeoutError
 from urllib3.util.retry import Retry
 
 from connectors.tracker import (
+    ISSUE_PARTS,
     IssueDraft,
     IssueRef,
     IssueState,
@@ -99,15 +100,10 @@ class GitHubTracker:
     # ---- Tracker protocol --------------------------------------------------------------------------------------
     def create_issue(self, target: dict[str, Any], draft: IssueDraft) -> IssueRef:
         repo = _target_repo(target)
-        title = " ".join(draft.title.split())
-        if not title:
-            raise PermanentError("The issue title is empty")
-        if len(title) > TITLE_MAX:
-            title = title[: TITLE_MAX - 1] + "…"
         labels = _labels(draft.labels)
         try:
             issue = self._gh.get_repo(repo).create_issue(
-                title=title,
+                title=_title(draft.title),
                 body=_body_with_marker(draft.body_markdown, draft.idempotency_key),
                 labels=labels if labels else NotSet,
                 assignees=[draft.assignee] if draft.assignee else NotSet,
@@ -117,6 +113,33 @@ class GitHubTracker:
         except requests.RequestException as exc:
             raise _transport_error(exc, f"creating an issue in {repo}", write=True) from exc
         return IssueRef(key=f"{repo}#{issue.number}", url=issue.html_url)
+
+    def update_issue(self, target: dict[str, Any], key: str, draft: IssueDraft, parts: Set[str] | None = None) -> None:
+        """One PATCH of title, body (marker kept) and assignees: `parts` title/body/assignee; None = all.
+
+        GitHub has no due date or priority field (the body shows them), and labels are left alone: PATCH `labels`
+        replaces the whole set, which would drop labels people added (or cost a GET to merge). `target` is not
+        needed: the key names the repository. State is never sent, so the issue stays open or closed as it is.
+        """
+        repo, number = _split_key(key)
+        want = ISSUE_PARTS if parts is None else parts
+        changes: dict[str, Any] = {}
+        if "title" in want:
+            changes["title"] = _title(draft.title)
+        if "body" in want:
+            changes["body"] = _body_with_marker(draft.body_markdown, draft.idempotency_key)
+        if "assignee" in want:  # the new owner replaces the old one; an unmapped owner unassigns
+            changes["assignees"] = [draft.assignee] if draft.assignee else []
+        if not changes:
+            return  # nothing GitHub shows changed (a due date, say): no request at all
+        try:
+            # lazy objects: no GET of the repository or the issue before the PATCH
+            self._gh.get_repo(repo).get_issue(number).edit(**changes)
+        except GithubException as exc:
+            # write=False: a PATCH is idempotent, so a 5xx is a plain retry, not "it may have happened"
+            raise _status_error(exc.status, exc.headers, exc.data, f"issue {key}", write=False) from exc
+        except requests.RequestException as exc:
+            raise _transport_error(exc, f"updating {key}", write=False) from exc
 
     def find_issue(self, target: dict[str, Any], idempotency_key: str) -> IssueRef | None:
         """Newest-first repository listing matched on the body marker; not search, whose index lags writes."""
@@ -242,6 +265,13 @@ def _split_key(key: str) -> tuple[str, int]:
     if not m:
         raise PermanentError(f"Not a GitHub issue key ('owner/repo#12'): {key!r}")
     return m["repo"], int(m["number"])
+
+
+def _title(text: str) -> str:
+    title = " ".join(text.split())
+    if not title:
+        raise PermanentError("The issue title is empty")
+    return title if len(title) <= TITLE_MAX else title[: TITLE_MAX - 1] + "…"
 
 
 def _marker(idempotency_key: str) -> str:

@@ -1,13 +1,15 @@
 """Jira Cloud and Server/DC as an Aftermath tracker, through the `jira` (pycontribs) client over REST v2.
 
-Files one issue per action (marked with a label and a remote-link globalId so a retry finds it) and polls status.
+Files one issue per action (marked with a label and a remote-link globalId so a retry finds it), rewrites it when the
+action is edited, and polls status.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Set
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime
@@ -18,6 +20,7 @@ from jira import JIRA, JIRAError
 from urllib3.exceptions import NewConnectionError
 
 from connectors.tracker import (
+    ISSUE_PARTS,
     IssueDraft,
     IssueRef,
     IssueState,
@@ -104,6 +107,39 @@ class JiraTracker:
                 LOG.warning("Jira issue %s filed, but its backlink was not added: %s", ref.key, e.message)
         return ref
 
+    def update_issue(self, target: dict[str, Any], key: str, draft: IssueDraft, parts: Set[str] | None = None) -> None:
+        """One PUT issue/{key} (no prefetch GET), +1 remote-link upsert when the backlink is among `parts`.
+
+        `target` is not needed: the key names the issue, wherever it has moved since. The status is never sent (Jira
+        only changes it through transitions anyway).
+        """
+        if not _KEY_RE.match(key):  # it goes into the URL path
+            raise PermanentError(f"not a Jira issue key: {key!r}")
+        want = ISSUE_PARTS if parts is None else parts
+        jira = self._client()
+        fields: dict[str, Any] = {}
+        if "title" in want:
+            fields["summary"] = _summary(draft)
+        if "body" in want:
+            fields["description"] = _description(draft)
+        if "due_date" in want:
+            fields["duedate"] = draft.due_date.isoformat() if draft.due_date else None  # null clears it
+        if "priority" in want and draft.priority:
+            # An action priority the mappings do not map leaves Jira's alone: Jira has no "no priority" to set.
+            fields["priority"] = {"name": draft.priority}
+        if "assignee" in want:
+            # An owner the mappings cannot map unassigns: the previous owner's name on the issue would be wrong.
+            fields["assignee"] = _assignee(draft.assignee, cloud=jira.deploymentType == "Cloud")
+        # Labels through the `update` verb's `add`, never `fields.labels`: that would replace the whole set and drop
+        # labels people added. Adding is a no-op for labels already there, and brings back a removed key label, which
+        # find_issue needs. Custom `extra_fields` are create-time defaults and are not re-sent (people may edit them).
+        body = {"fields": fields, "update": {"labels": [{"add": label} for label in _labels(draft)]}}
+        with _translated(f"update {key}"):
+            # Straight through the client's session: `Issue.update()` would first GET the issue for nothing.
+            jira._session.put(jira._get_url(f"issue/{key}"), data=json.dumps(body))
+        if "backlink" in want and draft.backlink_url:  # same globalId: Jira updates the one link in place
+            self.add_backlink(key, draft.idempotency_key, draft.backlink_url, draft.backlink_title)
+
     def poll(self, target: dict[str, Any], keys: list[str], cursor: str | None) -> PollResult:
         """One POST search/jql per 100 keys (+ one GET /field per client); `cursor` is unused and passed back.
 
@@ -165,25 +201,21 @@ class JiraTracker:
         return IssueRef(key=key, url=f"{self.url}/browse/{key}")
 
     def _fields(self, project: str, issue_type: str, draft: IssueDraft, *, cloud: bool) -> dict[str, Any]:
-        label = sanitize_label(draft.idempotency_key)
-        labels = [sanitize_label(lb) for lb in draft.labels if lb.strip()]
-        body = draft.body_markdown[:DESCRIPTION_MAX].rstrip()
         # Extras first so they cannot override what identifies and finds the issue (project, summary, marker label).
         fields: dict[str, Any] = dict(draft.extra_fields)
         fields.update(
             project={"key": project},
             issuetype={"name": issue_type},  # by name and key: avoids the client's two lookup GETs
-            summary=" ".join(draft.title.split())[:SUMMARY_MAX],  # Jira refuses newlines and > 255 chars
-            # v2 description is a plain wiki-markup string; the marker line makes a human-visible, greppable trail.
-            description=f"{body}\n\n----\n{MARKER_PREFIX}{draft.idempotency_key}",
-            labels=list(dict.fromkeys([*labels, label])),  # the key label is what find_issue searches
+            summary=_summary(draft),
+            description=_description(draft),
+            labels=_labels(draft),
         )
         if draft.due_date:
             fields["duedate"] = draft.due_date.isoformat()
         if draft.priority:
             fields["priority"] = {"name": draft.priority}
-        if draft.assignee:  # Cloud identifies users by accountId only (GDPR); Server/DC by user name
-            fields["assignee"] = {"accountId": draft.assignee} if cloud else {"name": draft.assignee}
+        if draft.assignee:
+            fields["assignee"] = _assignee(draft.assignee, cloud=cloud)
         return fields
 
     def _search(self, jql: str, fields: list[str]) -> list[dict[str, Any]]:
@@ -262,6 +294,26 @@ class JiraTracker:
             if isinstance(e.__cause__, JIRAError) and e.__cause__.status_code == 404:
                 return None
             raise
+
+
+def _summary(draft: IssueDraft) -> str:
+    return " ".join(draft.title.split())[:SUMMARY_MAX]  # Jira refuses newlines and > 255 chars
+
+
+def _description(draft: IssueDraft) -> str:
+    # v2 description is a plain wiki-markup string; the marker line makes a human-visible, greppable trail.
+    body = draft.body_markdown[:DESCRIPTION_MAX].rstrip()
+    return f"{body}\n\n----\n{MARKER_PREFIX}{draft.idempotency_key}"
+
+
+def _labels(draft: IssueDraft) -> list[str]:
+    labels = [sanitize_label(lb) for lb in draft.labels if lb.strip()]
+    return list(dict.fromkeys([*labels, sanitize_label(draft.idempotency_key)]))  # the key label: what find_issue finds
+
+
+def _assignee(who: str | None, *, cloud: bool) -> dict[str, str | None]:
+    # Cloud identifies users by accountId only (GDPR); Server/DC by user name. A null id unassigns (on edit).
+    return {"accountId": who} if cloud else {"name": who}
 
 
 def _target(target: dict[str, Any]) -> tuple[str, str]:

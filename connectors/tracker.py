@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -29,6 +30,12 @@ class OutcomeUnknown(RetryLater):
 
 class PermanentError(TrackerError):
     """Retrying cannot fix this (unknown project or repo, refused field, bad credentials)."""
+
+
+# The parts of a filed issue that `Tracker.update_issue` can rewrite. Naming them lets an update push only what changed
+# in Aftermath, so that it does not undo what people changed in the tracker meanwhile (a priority raised in Jira, a
+# co-assignee added on GitHub). A tracker without such a field (GitHub: due date, priority) shows it in the body.
+ISSUE_PARTS: frozenset[str] = frozenset({"title", "body", "assignee", "due_date", "priority", "backlink"})
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,14 @@ class Tracker(Protocol):
 
     def create_issue(self, target: dict[str, Any], draft: IssueDraft) -> IssueRef:
         """File the issue. Raises RetryLater/OutcomeUnknown/PermanentError."""
+
+    def update_issue(self, target: dict[str, Any], key: str, draft: IssueDraft, parts: Set[str] | None = None) -> None:
+        """Rewrite the filed issue `key` to match `draft`: only the `parts` named (see ISSUE_PARTS; None = all).
+
+        Keeps what finds the issue again (the idempotency label or body marker) and never removes labels people
+        added; never changes the status. An update is idempotent, so a lost answer is a plain RetryLater.
+        Raises RetryLater/PermanentError.
+        """
 
     def poll(self, target: dict[str, Any], keys: list[str], cursor: str | None) -> PollResult:
         """States of the tracked `keys` under `target` in as few requests as possible.

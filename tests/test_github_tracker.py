@@ -352,3 +352,75 @@ def test_check_issue_sees_state_deletion_and_transfer(fake: FakeGitHub, tracker:
 
     with pytest.raises(PermanentError, match="acme/ops#99"):
         tracker.check_issue("acme/ops#99")
+
+
+# ---- updates (PATCH) -------------------------------------------------------------------------------------------------
+def _filed(fake: FakeGitHub, tracker: GitHubTracker) -> str:
+    """An issue filed by the tracker, then touched by people: a label of their own, and closed."""
+    ref = tracker.create_issue(TARGET, draft(labels=("postmortem",), assignee="alice"))
+    fake.issue(REPO, 1).labels.append("customer-facing")
+    fake.close_issue(REPO, 1, "not_planned")
+    return ref.key
+
+
+def test_update_patches_title_body_and_assignee_once_and_keeps_labels_and_state(
+    fake: FakeGitHub, tracker: GitHubTracker
+) -> None:
+    key = _filed(fake, tracker)
+    fake.repos[REPO].assignable.add("bob")
+    before = len(fake.requests)
+    tracker.update_issue(TARGET, key, draft(title="PM-7:  new\ntitle", body_markdown="New body.", assignee="bob"))
+    [patch] = fake.requests[before:]  # lazy objects: no GET of the repository or the issue first
+    assert (patch.method, patch.path) == ("PATCH", "/repos/acme/ops/issues/1")
+    assert set(patch.body) == {"title", "body", "assignees"}  # never labels (would replace them) nor state
+    issue = fake.issue(REPO, 1)
+    assert (issue.title, issue.assignees) == ("PM-7: new title", ["bob"])
+    assert issue.body == "New body.\n\n<!-- aftermath:key=aftermath-action-42 -->"
+    assert issue.labels == ["postmortem", "customer-facing"]
+    assert (issue.state, issue.state_reason) == ("closed", "not_planned")
+    assert tracker.find_issue(TARGET, "aftermath-action-42") is not None  # the marker still finds it
+
+
+def test_update_sends_only_the_parts_github_shows(fake: FakeGitHub, tracker: GitHubTracker) -> None:
+    key = _filed(fake, tracker)
+    before = len(fake.requests)
+    tracker.update_issue(TARGET, key, draft(), {"due_date", "priority", "backlink"})  # nothing GitHub has a field for
+    assert len(fake.requests) == before
+    tracker.update_issue(TARGET, key, draft(assignee=None), {"assignee"})
+    assert fake.requests[-1].body == {"assignees": []}  # an unmapped owner unassigns
+    assert fake.issue(REPO, 1).assignees == [] and fake.issue(REPO, 1).title == "PM-7: add disk alert"
+
+
+def test_update_refusals_are_permanent_and_change_nothing(fake: FakeGitHub, tracker: GitHubTracker) -> None:
+    key = _filed(fake, tracker)
+    with pytest.raises(PermanentError, match=r"Issue\.assignees invalid 'mallory'"):
+        tracker.update_issue(TARGET, key, draft(title="Renamed", assignee="mallory"))
+    assert fake.issue(REPO, 1).title == "PM-7: add disk alert" and fake.issue(REPO, 1).assignees == ["alice"]
+    with pytest.raises(PermanentError, match="not found"):
+        tracker.update_issue(TARGET, "acme/ops#99", draft())
+    with pytest.raises(PermanentError, match="Not a GitHub issue key"):
+        tracker.update_issue(TARGET, "acme/ops/issues/1", draft())
+
+
+def test_update_5xx_and_reset_are_plain_retry_later_not_unknown(fake: FakeGitHub, tracker: GitHubTracker) -> None:
+    key = _filed(fake, tracker)
+    for status in (502, 0):  # 0: the connection is dropped without an answer
+        fake.fail_next(1, status=status, method="PATCH", after_effect=True)
+        with pytest.raises(RetryLater) as caught:
+            tracker.update_issue(TARGET, key, draft(title="Renamed"), {"title"})
+        assert not isinstance(caught.value, OutcomeUnknown)  # a PATCH is idempotent: just send it again
+    assert fake.count("PATCH") == 2  # writes are never re-sent by the client itself
+    tracker.update_issue(TARGET, key, draft(title="Renamed"), {"title"})
+    assert fake.issue(REPO, 1).title == "Renamed"
+
+
+def test_fake_patch_validates_like_create(fake: FakeGitHub) -> None:
+    number = fake.add_issue(REPO, "seeded")
+    headers = {"Authorization": f"token {TOKEN}"}
+    url = f"{fake.url}/repos/{REPO}/issues/{number}"
+    for body in ({"title": ""}, {"title": "t" * 257}, {"body": "b" * 65537}, {"assignees": ["mallory"]}):
+        assert requests.patch(url, json=body, headers=headers, timeout=5).status_code == 422, body
+    assert fake.issue(REPO, number).title == "seeded"
+    ok = requests.patch(url, json={"assignees": ["alice"], "labels": [{"name": "x"}]}, headers=headers, timeout=5)
+    issue = fake.issue(REPO, number)
+    assert ok.status_code == 200 and (issue.assignees, issue.labels) == (["alice"], ["x"])

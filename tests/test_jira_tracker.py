@@ -309,3 +309,143 @@ def test_bulk_transitions_and_jql_functions(fake: FakeJira) -> None:
     ):
         r = call(fake, "POST", "/rest/api/2/search/jql", {"jql": jql, "fields": ["key"]})
         assert [i["key"] for i in r.json()["issues"]] == ["OPS-1"], jql
+
+
+# -- updates (PUT issue/{key}) ----------------------------------------------------------------------------------------
+
+
+def _filed(fake: FakeJira, tracker: JiraTracker) -> str:
+    """An issue filed by the tracker, then touched by people in Jira: a label of their own and a status change."""
+    ref = tracker.create_issue(
+        TARGET, draft(labels=("postmortem",), priority="Medium", backlink_url="http://a.example/pm/7#finding-1")
+    )
+    fake.issues[ref.key].fields["labels"].append("customer-facing")
+    fake.set_status(ref.key, "In Progress", "indeterminate")
+    return ref.key
+
+
+def test_update_rewrites_the_issue_in_one_put_and_keeps_labels_link_and_status(
+    fake: FakeJira, tracker: JiraTracker
+) -> None:
+    key = _filed(fake, tracker)
+    before = len(fake.requests)
+    tracker.update_issue(
+        TARGET,
+        key,
+        draft(
+            title="[PM-7] Rotate\nlogs",
+            body_markdown="New body.",
+            labels=("postmortem", "pm-pm-7"),
+            assignee=DEFAULT_ACCOUNT_ID,
+            due_date=date(2031, 3, 1),
+            priority="High",
+            backlink_url="http://a.example/pm/7#finding-2",
+            extra_fields={"customfield_10010": "SRE"},
+        ),
+    )
+    # PUT (no GET before it) + the backlink upsert, because the backlink is among the parts (all of them here)
+    assert [(r.method, r.path) for r in fake.requests[before:]] == [
+        ("PUT", f"/rest/api/2/issue/{key}"),
+        ("POST", f"/rest/api/2/issue/{key}/remotelink"),
+    ]
+    put = fake.requests[before].body
+    assert "labels" not in put["fields"] and "customfield_10010" not in put["fields"]  # set-less; extras not re-sent
+    assert put["update"] == {"labels": [{"add": "postmortem"}, {"add": "pm-pm-7"}, {"add": "aftermath-action-42"}]}
+    f = fake.issues[key].fields
+    assert f["summary"] == "[PM-7] Rotate logs"
+    assert f["description"].startswith("New body.") and f["description"].endswith("key: aftermath-action-42")
+    assert f["labels"] == ["postmortem", "aftermath-action-42", "customer-facing", "pm-pm-7"]  # nothing removed
+    assert (f["duedate"], f["priority"]["name"], f["assignee"]["accountId"]) == (
+        "2031-03-01",
+        "High",
+        DEFAULT_ACCOUNT_ID,
+    )
+    assert f["status"]["name"] == "In Progress"
+    [link] = fake.issues[key].remote_links  # upserted in place by its globalId, not a second link
+    assert link["object"]["url"] == "http://a.example/pm/7#finding-2"
+
+
+def test_update_of_some_parts_sends_only_those(fake: FakeJira, tracker: JiraTracker) -> None:
+    key = _filed(fake, tracker)
+    fake.issues[key].fields["priority"]["name"] = "Highest"  # raised by someone in Jira meanwhile
+    before = len(fake.requests)
+    tracker.update_issue(TARGET, key, draft(title="Renamed", priority="Low", due_date=date(2031, 1, 1)), {"title"})
+    assert [(r.method, r.path) for r in fake.requests[before:]] == [("PUT", f"/rest/api/2/issue/{key}")]
+    assert set(fake.requests[before].body["fields"]) == {"summary"}
+    f = fake.issues[key].fields
+    assert (f["summary"], f["priority"]["name"], f["duedate"]) == ("Renamed", "Highest", None)
+    assert f["description"].startswith("b\n\n----")  # the body was not among the parts
+
+
+def test_update_can_unassign_and_clear_the_due_date(fake: FakeJira, tracker: JiraTracker) -> None:
+    ref = tracker.create_issue(TARGET, draft(assignee=DEFAULT_ACCOUNT_ID, due_date=date(2030, 1, 1)))
+    tracker.update_issue(TARGET, ref.key, draft(), {"assignee", "due_date", "priority"})
+    body = fake.requests[-1].body
+    # Cloud unassigns with a null accountId; an unmapped priority (None) is not sent: Jira cannot empty it
+    assert body["fields"] == {"duedate": None, "assignee": {"accountId": None}}
+    f = fake.issues[ref.key].fields
+    assert (f["assignee"], f["duedate"], f["priority"]["name"]) == (None, None, "Medium")
+
+
+def test_update_refusals_are_permanent_with_jiras_words_and_change_nothing(
+    fake: FakeJira, tracker: JiraTracker
+) -> None:
+    key = _filed(fake, tracker)
+    snapshot = dict(fake.issues[key].fields)
+    with pytest.raises(PermanentError, match="User 'someone-else' cannot be assigned issues"):
+        tracker.update_issue(TARGET, key, draft(title="New", assignee="someone-else"))
+    with pytest.raises(PermanentError, match="priority: The priority selected is invalid"):
+        tracker.update_issue(TARGET, key, draft(title="New", priority="Blocker"))
+    assert fake.issues[key].fields == snapshot  # all or nothing
+    with pytest.raises(PermanentError, match="404"):
+        tracker.update_issue(TARGET, "OPS-999", draft())
+    with pytest.raises(PermanentError, match="not a Jira issue key"):
+        tracker.update_issue(TARGET, "OPS-1/../x", draft())
+
+
+def test_update_failures_are_plain_retry_later(fake: FakeJira, tracker: JiraTracker) -> None:
+    key = _filed(fake, tracker)
+    for status, retry_after in ((503, None), (429, 7)):
+        fake.fail_next(1, status=status, retry_after=retry_after, path_contains=f"/issue/{key}")
+        with pytest.raises(RetryLater) as caught:
+            tracker.update_issue(TARGET, key, draft(title="New"), {"title"})
+        # a PUT is idempotent: no "it may have happened" look-up is needed before the retry
+        assert not isinstance(caught.value, OutcomeUnknown) and caught.value.retry_after == retry_after
+    assert fake.count(f"/issue/{key}", "PUT") == 2  # not re-sent by the client
+
+
+def test_update_on_server_dc_assigns_by_name(server_dc: FakeJira) -> None:
+    tracker = JiraTracker(server_dc.url, None, "dc-pat", timeout=5)
+    ref = tracker.create_issue(TARGET, draft())
+    tracker.update_issue(TARGET, ref.key, draft(assignee="alice"), {"assignee"})
+    assert server_dc.requests[-1].body["fields"] == {"assignee": {"name": "alice"}}
+    assert server_dc.issues[ref.key].fields["assignee"]["name"] == "alice"
+
+
+def test_fake_edit_validates_like_create(fake: FakeJira) -> None:
+    key = fake.add_issue(labels=["mine"])
+    path = f"/rest/api/2/issue/{key}"
+    refused = {
+        "labels": {"fields": {"labels": ["two words"]}},
+        "summary": {"fields": {"summary": "a\nb"}},
+        "customfield_99999": {"fields": {"customfield_99999": "x"}},
+        "status": {"fields": {"status": {"name": "Done"}}},  # a transition, not an edit
+        "project": {"fields": {"project": {"key": "OPS"}}},  # a move, not an edit
+        "assignee": {"fields": {"assignee": {"accountId": "nobody"}}},
+        "duedate": {"fields": {"duedate": "tomorrow"}},
+    }
+    for name, body in refused.items():
+        r = call(fake, "PUT", path, body)
+        assert r.status_code == 400 and name in r.json()["errors"], (name, r.text)
+    long = call(fake, "PUT", path, {"fields": {"summary": "x" * 256}})
+    both = call(fake, "PUT", path, {"fields": {"labels": ["a"]}, "update": {"labels": [{"add": "b"}]}})
+    assert (long.status_code, both.status_code) == (400, 400)
+    r3 = call(fake, "PUT", f"/rest/api/3/issue/{key}", {"fields": {"description": "plain"}})
+    assert r3.status_code == 400 and "Atlassian Document" in r3.json()["errors"]["description"]
+    assert fake.issues[key].fields["labels"] == ["mine"]  # every refusal left the issue alone
+    ok = call(fake, "PUT", path, {"fields": {"customfield_10010": "SRE"}, "update": {"labels": [{"add": "x"}]}})
+    assert ok.status_code == 204 and not ok.content
+    ok = call(fake, "PUT", path, {"update": {"labels": [{"remove": "mine"}], "summary": [{"set": "Renamed"}]}})
+    assert ok.status_code == 204
+    f = fake.issues[key].fields
+    assert (f["labels"], f["summary"], f["customfield_10010"]) == (["x"], "Renamed", "SRE")

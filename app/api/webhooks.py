@@ -40,6 +40,12 @@ def _answer(result: Answer) -> Response:
     return Response(json.dumps(body), status_code=result.http_status, media_type="application/json")
 
 
+def _context(request: Request) -> Context:
+    # The alert routes read the context directly: a (sync) dependency would cost each delivery a thread-pool hop.
+    context: Context = request.app.state.context
+    return context
+
+
 async def _accept(request: Request, source: str, body: bytes) -> Response:
     """Classify (pure CPU), then wait for the group commit that stores the event; answer after it commits."""
     delivery = classify_alert(source, body)
@@ -48,9 +54,9 @@ async def _accept(request: Request, source: str, body: bytes) -> Response:
 
 
 @router.post("/pagerduty", status_code=202, response_model=WebhookAnswer, responses=_RESPONSES)
-async def pagerduty_webhook(request: Request, context: ContextDep) -> Response:
+async def pagerduty_webhook(request: Request) -> Response:
     """PagerDuty Webhooks v3; `X-PagerDuty-Signature` must match one of AFTERMATH_PAGERDUTY_SECRETS."""
-    secrets = context.settings.pagerduty_secrets
+    secrets = _context(request).settings.pagerduty_secrets
     if not secrets:
         raise _unauthorized("PagerDuty webhooks are disabled: AFTERMATH_PAGERDUTY_SECRETS is not set")
     body = await request.body()
@@ -60,9 +66,9 @@ async def pagerduty_webhook(request: Request, context: ContextDep) -> Response:
 
 
 @router.post("/opsgenie", status_code=202, response_model=WebhookAnswer, responses=_RESPONSES)
-async def opsgenie_webhook(request: Request, context: ContextDep) -> Response:
+async def opsgenie_webhook(request: Request) -> Response:
     """Opsgenie outgoing webhook; the shared token comes as `X-Aftermath-Token` or as the Basic auth password."""
-    expected = context.settings.opsgenie_token
+    expected = _context(request).settings.opsgenie_token
     if not expected:
         raise _unauthorized("Opsgenie webhooks are disabled: AFTERMATH_OPSGENIE_TOKEN is not set")
     if not opsgenie.verify_token(

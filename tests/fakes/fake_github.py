@@ -396,21 +396,26 @@ class FakeGitHub:
         return _error(404, "Not Found")
 
     def _create(self, repo: FakeRepo, body: dict[str, Any], login: str) -> Answer:
+        if (refused := self._check(repo, body, creating=True)) is not None:
+            return refused
+        labels = _label_names(body.get("labels"))
+        issue = self._new_issue(repo, body["title"], body.get("body"), login, labels=labels, assignees=_assignees(body))
+        location = {"location": f"{self.url}/repos/{repo.full_name}/issues/{issue.number}"}
+        return 201, location, self._issue_json(repo, issue)
+
+    def _check(self, repo: FakeRepo, body: dict[str, Any], *, creating: bool) -> Answer | None:
+        """The validation create and PATCH share: GitHub's 422 for the first field it refuses, else None."""
         title, text = body.get("title"), body.get("body")
-        if not isinstance(title, str) or not title.strip():
+        if (creating or "title" in body) and (not isinstance(title, str) or not title.strip()):
             return _invalid("title", "missing_field")
-        if len(title) > 256:
+        if isinstance(title, str) and len(title) > 256:
             return _invalid("title", "custom", message="title is too long (maximum is 256 characters)")
         if isinstance(text, str) and len(text) > 65536:
             return _invalid("body", "custom", message="body is too long (maximum is 65536 characters)")
-        labels = [x if isinstance(x, str) else str(x.get("name")) for x in body.get("labels") or []]
-        wanted = [str(a) for a in body.get("assignees") or []] + ([body["assignee"]] if body.get("assignee") else [])
-        bad = [a for a in wanted if a.lower() not in {x.lower() for x in repo.assignable}]
+        bad = [a for a in _assignees(body) if a.lower() not in {x.lower() for x in repo.assignable}]
         if bad:
             return _invalid("assignees", "invalid", value=bad[0] if len(bad) == 1 else bad)
-        issue = self._new_issue(repo, title, text, login, labels=labels, assignees=wanted)
-        location = {"location": f"{self.url}/repos/{repo.full_name}/issues/{issue.number}"}
-        return 201, location, self._issue_json(repo, issue)
+        return None
 
     def _patch(self, repo: FakeRepo, issue: FakeIssue, body: dict[str, Any]) -> Answer:
         state, reason = body.get("state", issue.state), body.get("state_reason")
@@ -418,9 +423,15 @@ class FakeGitHub:
             return _invalid("state", "invalid", value=state)
         if reason is not None and reason not in STATE_REASONS:
             return _invalid("state_reason", "invalid", value=reason)
-        for key in ("title", "body", "labels", "assignees"):
+        if (refused := self._check(repo, body, creating=False)) is not None:
+            return refused  # nothing is changed when one field is refused
+        for key in ("title", "body"):
             if key in body:
                 setattr(issue, key, body[key])
+        if "labels" in body:  # replaces the whole set, as on GitHub
+            issue.labels = _label_names(body["labels"])
+        if "assignees" in body or "assignee" in body:  # replaces them all; [] or null unassigns
+            issue.assignees = _assignees(body)
         issue.updated_at = self._tick()
         if state != issue.state:  # GitHub ignores state_reason unless the state changes
             self._set_state(issue, state, reason)
@@ -502,6 +513,14 @@ class FakeGitHub:
             "html_url": f"{self.url}/{repo.full_name}/issues/{issue.number}#issuecomment-{cid}",
             "issue_url": f"{issue_url}/{issue.number}",
         }
+
+
+def _label_names(raw: Any) -> list[str]:
+    return [x if isinstance(x, str) else str(x.get("name")) for x in raw or []]
+
+
+def _assignees(body: dict[str, Any]) -> list[str]:
+    return [str(a) for a in body.get("assignees") or []] + ([body["assignee"]] if body.get("assignee") else [])
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -346,72 +346,127 @@ class FakeJira:
         errors: dict[str, str] = {}
         if not isinstance(fields, dict):
             raise ApiError(400, ["Can not deserialize instance of fields"])
-        for name in fields:
-            if name not in WRITABLE and name not in self.custom_fields:
-                errors[name] = f"Field '{name}' cannot be set. It is not on the appropriate screen, or unknown."
+        self._check_names(fields, WRITABLE, errors)
         pref = _obj(fields.get("project"))
         project = next((p for p in self.projects.values() if pref.get("key") == p.key or pref.get("id") == p.id), None)
         if project is None:
             raise ApiError(400, [], {"project": "Specify a valid project ID or key"})
-        tref = _obj(fields.get("issuetype"))
-        tname = next((n for n, i in project.issue_types.items() if tref.get("name") == n or tref.get("id") == i), None)
-        if tname is None:
-            errors["issuetype"] = "The issue type selected is invalid."
-        summary = fields.get("summary")
-        if not isinstance(summary, str) or not summary.strip():
-            errors["summary"] = "You must specify a summary of the issue."
-        elif len(summary) > 255:
-            errors["summary"] = "Summary must be less than 255 characters."
-        elif "\n" in summary or "\r" in summary:
-            errors["summary"] = "The summary is invalid because it contains newline characters."
-        desc = fields.get("description")
-        if v == "3" and desc is not None and not _is_adf(desc):
-            errors["description"] = "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
-        if v == "2" and desc is not None and not isinstance(desc, str):
-            errors["description"] = "Operation value must be a string"
-        labels = fields.get("labels") or []
-        labels = labels if isinstance(labels, list) else [labels]
-        bad = [lb for lb in labels if not isinstance(lb, str) or not lb or " " in lb or len(lb) > 255]
-        if bad:
-            errors["labels"] = f"The label '{bad[0]}' contains spaces which is invalid."
-        prio = _obj(fields.get("priority")).get("name", "Medium")
-        if prio not in project.priorities:
-            errors["priority"] = "The priority selected is invalid."
-        due = fields.get("duedate")
-        try:
-            due = date.fromisoformat(due).isoformat() if due else None
-        except (TypeError, ValueError):
-            errors["duedate"] = f"Error parsing date string: {due}"
-        who = fields.get("assignee")
-        ident = None
-        if who:
-            ident = _obj(who).get("accountId" if self.deployment == "Cloud" else "name")
-            if ident not in project.assignable:
-                errors["assignee"] = f"User '{ident or who}' cannot be assigned issues."
+        values = self._check_values(v, project, fields, errors, creating=True)
         if errors:
             raise ApiError(400, [], errors)
         self._next_id += 1
         now = jira_time()
         stored = {k: val for k, val in fields.items() if k in self.custom_fields}
-        stored.update(
-            project=self._project_ref(project),
-            issuetype={"id": project.issue_types[str(tname)], "name": tname, "subtask": False},
-            summary=summary,
-            description=desc,
-            labels=list(labels),
-            priority={"self": f"{self.url}/rest/api/2/priority/3", "id": "3", "name": prio},
-            duedate=due,
-            assignee=self._user(ident) if ident else None,
-            status=self._status("To Do", "new"),
-            resolution=None,
-            created=now,
-            updated=now,
-        )
+        stored.update(project=self._project_ref(project), description=None, labels=[], duedate=None, assignee=None)
+        stored.update(values)
+        stored.update(status=self._status("To Do", "new"), resolution=None, created=now, updated=now)
         issue = Issue(
             str(self._next_id), self._new_key(project.key), stored, indexed_at=time.monotonic() + self.search_lag
         )
         self.issues[issue.key] = issue
         return issue
+
+    def _edit(self, v: str, issue: Issue, body: Any) -> None:
+        """PUT issue/{key}: `fields` sets values, `update` applies operations (labels: add/remove/set; others: set).
+
+        Same checks as create; what an edit may not touch (project: that is a move; status: that is a transition)
+        is refused like an unknown field. Nothing is stored unless every field passes.
+        """
+        errors: dict[str, str] = {}
+        body = _obj(body)
+        if not isinstance(body.get("fields") or {}, dict) or not isinstance(body.get("update") or {}, dict):
+            raise ApiError(400, ["Can not deserialize instance of fields"])
+        fields, ops = dict(body.get("fields") or {}), dict(body.get("update") or {})
+        for name in sorted(set(fields) & set(ops)):
+            errors[name] = f"Field '{name}' cannot be set in both 'fields' and 'update'."
+        self._check_names({**fields, **ops}, WRITABLE - {"project"}, errors)
+        for name, steps in ops.items():
+            labels = list(issue.fields.get("labels") or [])
+            for step in steps if isinstance(steps, list) else [steps]:
+                verb, value = next(iter(step.items())) if isinstance(step, dict) and len(step) == 1 else ("?", None)
+                if verb == "set":
+                    labels = value if isinstance(value, list) else [value]
+                    fields[name] = value
+                elif name == "labels" and verb == "add":
+                    labels += [] if value in labels else [value]
+                elif name == "labels" and verb == "remove":
+                    labels = [lb for lb in labels if lb != value]
+                else:
+                    errors[name] = f"Field '{name}' does not support operation '{verb}'."
+            if name == "labels":
+                fields["labels"] = labels
+        project = next(p for p in self.projects.values() if p.key == issue.fields["project"]["key"])
+        values = self._check_values(v, project, fields, errors, creating=False)
+        if errors:
+            raise ApiError(400, [], errors)
+        issue.fields.update({k: val for k, val in fields.items() if k in self.custom_fields})
+        issue.fields.update(values)
+        issue.fields["updated"] = jira_time()
+
+    def _check_names(self, fields: dict[str, Any], allowed: set[str], errors: dict[str, str]) -> None:
+        for name in fields:
+            if name not in allowed and name not in self.custom_fields:
+                errors[name] = f"Field '{name}' cannot be set. It is not on the appropriate screen, or unknown."
+
+    def _check_values(
+        self, v: str, project: Project, fields: dict[str, Any], errors: dict[str, str], *, creating: bool
+    ) -> dict[str, Any]:
+        """Jira's checks of the system fields given (on create, also the required ones); answers what to store."""
+        out: dict[str, Any] = {}
+        if creating or "issuetype" in fields:
+            tref = _obj(fields.get("issuetype"))
+            tname = next(
+                (n for n, i in project.issue_types.items() if tref.get("name") == n or tref.get("id") == i), None
+            )
+            if tname is None:
+                errors["issuetype"] = "The issue type selected is invalid."
+            else:
+                out["issuetype"] = {"id": project.issue_types[tname], "name": tname, "subtask": False}
+        if creating or "summary" in fields:
+            summary = fields.get("summary")
+            if not isinstance(summary, str) or not summary.strip():
+                errors["summary"] = "You must specify a summary of the issue."
+            elif len(summary) > 255:
+                errors["summary"] = "Summary must be less than 255 characters."
+            elif "\n" in summary or "\r" in summary:
+                errors["summary"] = "The summary is invalid because it contains newline characters."
+            out["summary"] = summary
+        if "description" in fields:
+            desc = fields["description"]
+            if v == "3" and desc is not None and not _is_adf(desc):
+                errors["description"] = (
+                    "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
+                )
+            if v == "2" and desc is not None and not isinstance(desc, str):
+                errors["description"] = "Operation value must be a string"
+            out["description"] = desc
+        if "labels" in fields:
+            labels = fields["labels"] or []
+            labels = labels if isinstance(labels, list) else [labels]
+            bad = [lb for lb in labels if not isinstance(lb, str) or not lb or " " in lb or len(lb) > 255]
+            if bad:
+                errors["labels"] = f"The label '{bad[0]}' contains spaces which is invalid."
+            out["labels"] = list(labels)
+        if creating or "priority" in fields:
+            prio = _obj(fields.get("priority")).get("name", "Medium" if creating else None)
+            if prio not in project.priorities:
+                errors["priority"] = "The priority selected is invalid."
+            out["priority"] = {"self": f"{self.url}/rest/api/2/priority/3", "id": "3", "name": prio}
+        if "duedate" in fields:
+            due = fields["duedate"]
+            try:
+                out["duedate"] = date.fromisoformat(due).isoformat() if due else None
+            except (TypeError, ValueError):
+                errors["duedate"] = f"Error parsing date string: {due}"
+        if "assignee" in fields:
+            # Cloud names users by accountId only, Server/DC by name; null (or a null id) means unassigned.
+            who, id_key = fields["assignee"], ("accountId" if self.deployment == "Cloud" else "name")
+            ident = _obj(who).get(id_key)
+            unassign = who is None or (isinstance(who, dict) and id_key in who and ident is None)
+            if not unassign and ident not in project.assignable:
+                errors["assignee"] = f"User '{ident or who}' cannot be assigned issues."
+            out["assignee"] = self._user(ident) if ident else None
+        return out
 
     # -- JQL -------------------------------------------------------------------------------------------------------
     def _search(self, text: str, *, strict: bool = True, bounded: bool = False) -> tuple[list[Issue], list[str]]:
@@ -476,6 +531,10 @@ class FakeJira:
             except ApiError as e:
                 failed.append({"status": e.status, "elementErrors": e.body, "failedElementNumber": n})
         return (201 if created else 400), {"issues": created, "errors": failed}
+
+    def h_edit(self, v: str, q: Any, body: Any, key: str) -> tuple[int, Any]:
+        self._edit(v, self._issue(key), body)
+        return 204, None
 
     def h_get_issue(self, v: str, q: dict[str, list[str]], body: Any, key: str) -> tuple[int, Any]:
         return 200, self.render(v, self._issue(key), _wanted(q.get("fields"), None))
@@ -574,6 +633,7 @@ _ROUTES: list[tuple[str, str, Any]] = [
     ("POST", r"issue", FakeJira.h_create),
     ("POST", r"issue/bulk", FakeJira.h_bulk),
     ("GET", r"issue/([^/]+)", FakeJira.h_get_issue),
+    ("PUT", r"issue/([^/]+)", FakeJira.h_edit),
     ("GET", r"issue/([^/]+)/remotelink", FakeJira.h_links),
     ("POST", r"issue/([^/]+)/remotelink", FakeJira.h_add_link),
     ("POST", r"issue/([^/]+)/comment", FakeJira.h_comment),

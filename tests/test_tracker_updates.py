@@ -1,0 +1,186 @@
+"""Edits of a filed action follow it to its tracker issue: PATCH → one coalesced job → worker → fake Jira / GitHub.
+
+Through the real entry points (REST API, Worker, real `jira` and PyGithub clients over HTTP), on both databases.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlmodel import select
+
+from app import jobs, tracking
+from app.context import Context
+from app.jobs import Job
+from app.worker import Worker
+from tests.fakes.fake_github import FakeGitHub
+from tests.fakes.fake_jira import DEFAULT_ACCOUNT_ID, FakeJira
+from tests.helpers import READ, WRITE
+from tests.test_tracker_loop_jira import _make_job_due
+from tests.tracker_fixtures import api, fake_github, fake_jira, gh_wired, new_action, tracker_mappings, wired
+
+__all__ = ["api", "fake_github", "fake_jira", "gh_wired", "tracker_mappings", "wired"]
+REPO = {"kind": "github", "repo": "acme/payments"}
+
+
+def _action(client: TestClient, action_id: int) -> dict[str, Any]:
+    response = client.get(f"/api/v1/actions/{action_id}", headers=READ)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def _patch(client: TestClient, action_id: int, **fields: Any) -> dict[str, Any]:
+    response = client.patch(f"/api/v1/actions/{action_id}", json=fields, headers=WRITE)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def _pm_key(client: TestClient, action: dict[str, Any]) -> str:
+    return str(client.get(f"/api/v1/postmortems/{action['postmortem_id']}", headers=READ).json()["key"])
+
+
+def _update_jobs(context: Context, action_id: int) -> list[Job]:
+    with context.read() as session:
+        query = select(Job).where(Job.kind == "update_issue", Job.action_id == action_id).order_by(Job.id)  # type: ignore[arg-type]
+        return list(session.exec(query).all())
+
+
+def _filed(client: TestClient, context: Context, **fields: Any) -> dict[str, Any]:
+    action = new_action(client, **fields)
+    Worker(context).run_once()
+    filed = _action(client, action["id"])
+    assert filed["tracker_key"], filed
+    return filed
+
+
+def test_title_and_due_date_edits_reach_the_jira_issue(api: TestClient, wired: Context, fake_jira: FakeJira) -> None:
+    action = _filed(api, wired)
+    key, link_posts = action["tracker_key"], fake_jira.count("/remotelink", "POST")
+    fake_jira.set_status(key, "In Progress", "indeterminate")
+    tracking.poll_all(wired)
+    fake_jira.issues[key].fields["labels"].append("customer-facing")  # added by someone in Jira
+
+    _patch(api, action["id"], title="Rotate and compress logs", due_date="2030-03-15")
+    [job] = _update_jobs(wired, action["id"])
+    assert job.status == "pending" and job.payload == {"fields": ["due_date", "title"]}
+    Worker(wired).run_once()
+
+    issue = fake_jira.issues[key]
+    f = issue.fields
+    assert f["summary"] == f"[{_pm_key(api, action)}] Rotate and compress logs"
+    assert f["duedate"] == "2030-03-15" and "**Due:** 2030-03-15" in f["description"]
+    assert f["description"].endswith(f"Aftermath idempotency key: aftermath-action-{action['id']}")
+    assert f"aftermath-action-{action['id']}" in f["labels"] and "customer-facing" in f["labels"]
+    assert f["status"]["name"] == "In Progress"  # an update never touches the status
+    assert len(issue.remote_links) == 1 and fake_jira.count("/remotelink", "POST") == link_posts  # findings unchanged
+    assert fake_jira.count(f"/rest/api/2/issue/{key}", "PUT") == 1
+    after = _action(api, action["id"])
+    assert (after["status"], after["last_error"]) == ("in_progress", None)
+    assert [e["kind"] for e in after["ledger"]] == ["filed", "status_changed", "due_date_changed"]
+    assert [j.status for j in _update_jobs(wired, action["id"])] == ["done"]
+
+
+def test_many_edits_make_one_job_that_pushes_the_latest_state(
+    api: TestClient, wired: Context, fake_jira: FakeJira
+) -> None:
+    action = _filed(api, wired)
+    key = action["tracker_key"]
+    _patch(api, action["id"], title="First try")
+    _patch(api, action["id"], title="Second try", priority="high")
+    _patch(api, action["id"], kind="process")  # not shown on the issue: nothing more to push
+    [job] = _update_jobs(wired, action["id"])
+    assert job.payload == {"fields": ["priority", "title"]}
+
+    Worker(wired).run_once()
+    assert fake_jira.count(f"/rest/api/2/issue/{key}", "PUT") == 1
+    f = fake_jira.issues[key].fields
+    assert f["summary"].endswith("] Second try") and f["priority"]["name"] == "High"
+    assert "**Priority:** high" in f["description"]
+    assert f["assignee"]["accountId"] == DEFAULT_ACCOUNT_ID  # the owner did not change
+
+    _patch(api, action["id"], title="Third try")  # once that job ran, a new edit gets a new job
+    assert [j.status for j in _update_jobs(wired, action["id"])] == ["done", "pending"]
+
+
+def test_an_edit_while_the_job_runs_gets_a_job_of_its_own(api: TestClient, wired: Context) -> None:
+    action = _filed(api, wired)
+    _patch(api, action["id"], title="First")
+    with wired.write() as session:
+        claimed = jobs.claim(session, "another-worker")  # it may read the action before the next edit commits
+        assert claimed is not None and claimed.kind == "update_issue"
+    _patch(api, action["id"], description="Second")
+    first, second = _update_jobs(wired, action["id"])
+    assert (first.status, first.payload) == ("running", {"fields": ["title"]})
+    assert (second.status, second.payload) == ("pending", {"fields": ["description"]})
+
+
+def test_edits_before_filing_need_no_update_job(api: TestClient, wired: Context, fake_jira: FakeJira) -> None:
+    action = new_action(api)
+    _patch(api, action["id"], title="Renamed before filing", due_date="2030-06-30")
+    assert _update_jobs(wired, action["id"]) == []
+    Worker(wired).run_once()  # the file job reads the action as it is now
+    f = fake_jira.issues["OPS-1"].fields
+    assert f["summary"].endswith("] Renamed before filing") and f["duedate"] == "2030-06-30"
+    assert fake_jira.count("/rest/api/2/issue/OPS-1", "PUT") == 0
+
+
+def test_title_edit_reaches_the_github_issue(api: TestClient, gh_wired: Context, fake_github: FakeGitHub) -> None:
+    action = _filed(api, gh_wired, tracker=REPO, priority="high")
+    issue = fake_github.issue("acme/payments", 1)
+    labels = list(issue.labels)
+    fake_github.close_issue("acme/payments", 1)
+    _patch(api, action["id"], title="Rotate logs hourly")
+    Worker(gh_wired).run_once()
+    assert fake_github.count("PATCH") == 1
+    assert issue.title == f"[{_pm_key(api, action)}] Rotate logs hourly"
+    assert f"<!-- aftermath:key=aftermath-action-{action['id']} -->" in (issue.body or "")
+    assert issue.labels == labels and issue.assignees == ["alice"] and issue.state == "closed"
+    assert _action(api, action["id"])["last_error"] is None
+
+
+def test_a_refused_update_is_reported_once_then_cleared_by_a_full_update(
+    api: TestClient, wired: Context, fake_jira: FakeJira
+) -> None:
+    action = _filed(api, wired, owner="carol@example.com")  # no tracker identity: filed unassigned
+    key = action["tracker_key"]
+    assert fake_jira.issues[key].fields["assignee"] is None
+    fake_jira.projects["OPS"].assignable.clear()  # alice can no longer be assigned issues in OPS
+
+    _patch(api, action["id"], owner="alice@example.com")
+    Worker(wired).run_once()
+    failed = _action(api, action["id"])
+    assert "cannot be assigned issues" in failed["last_error"] and failed["status"] == "open"
+    [job] = _update_jobs(wired, action["id"])
+    assert job.status == "failed" and job.attempts == 1
+    puts = fake_jira.count(f"/rest/api/2/issue/{key}", "PUT")
+    _make_job_due(wired)
+    Worker(wired).run_once()
+    assert fake_jira.count(f"/rest/api/2/issue/{key}", "PUT") == puts == 1  # no retry storm
+
+    # Once Jira accepts alice again, the next edit pushes the whole action (the owner too) and clears the error.
+    fake_jira.projects["OPS"].assignable.add(DEFAULT_ACCOUNT_ID)
+    _patch(api, action["id"], title="Rotate logs hourly")
+    assert _update_jobs(wired, action["id"])[-1].payload == {"fields": []}
+    Worker(wired).run_once()
+    f = fake_jira.issues[key].fields
+    assert f["assignee"]["accountId"] == DEFAULT_ACCOUNT_ID and f["summary"].endswith("] Rotate logs hourly")
+    assert _action(api, action["id"])["last_error"] is None
+
+
+def test_a_transient_failure_is_retried_with_backoff(api: TestClient, wired: Context, fake_jira: FakeJira) -> None:
+    action = _filed(api, wired)
+    key = action["tracker_key"]
+    fake_jira.fail_next(1, status=503, path_contains=f"/rest/api/2/issue/{key}")
+    _patch(api, action["id"], due_date="2030-04-01")
+    Worker(wired).run_once()
+    [job] = _update_jobs(wired, action["id"])
+    assert job.status == "pending" and job.last_error and "503" in job.last_error
+    assert fake_jira.issues[key].fields["duedate"] == "2030-01-31"
+    assert _action(api, action["id"])["last_error"] is None  # a passing hiccup is not the action's error
+    Worker(wired).run_once()  # not due yet: backoff
+    assert fake_jira.count(f"/rest/api/2/issue/{key}", "PUT") == 1
+    _make_job_due(wired)
+    Worker(wired).run_once()
+    assert fake_jira.issues[key].fields["duedate"] == "2030-04-01"
+    assert [(j.status, j.attempts) for j in _update_jobs(wired, action["id"])] == [("done", 2)]
