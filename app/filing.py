@@ -184,7 +184,8 @@ def update_issue(context: Context, job: Job, worker_id: str) -> None:
 def _record_filed(context: Context, job: Job, worker_id: str, ref: IssueRef) -> None:
     assert job.id is not None and job.action_id is not None
     with context.write() as session:
-        if jobs.still_mine(session, job.id, worker_id) is None:
+        mine = jobs.still_mine(session, job.id, worker_id)
+        if mine is None:
             return  # another worker took the job over; it will find this issue by its key
         action = session.get(Action, job.action_id)
         assert action is not None
@@ -202,7 +203,7 @@ def _record_filed(context: Context, job: Job, worker_id: str, ref: IssueRef) -> 
             to_status="open",
             details={"key": ref.key, "url": ref.url},
         )
-        jobs.finish(session, jobs.still_mine(session, job.id, worker_id) or job)
+        jobs.finish(session, mine)
 
 
 def _record_failure(context: Context, job: Job, worker_id: str, exc: TrackerError, retry_in: float | None) -> None:
