@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from fastapi.testclient import TestClient
 
@@ -155,3 +156,30 @@ def test_mapping_with_a_field_jira_refuses_is_reported_not_retried(
     Worker(wired).run_once()
     assert _action(api, second["id"])["tracker_key"] == "OPS-1"
     assert fake_jira.issues["OPS-1"].fields["customfield_10010"] == "SRE"
+
+
+def test_crash_between_the_answer_and_the_commit_does_not_duplicate(
+    api: TestClient, wired: Context, fake_jira: FakeJira, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import update
+
+    from app import filing
+    from app.db import utcnow
+    from app.jobs import Job
+
+    action = new_action(api)
+
+    def crash(*_args: object) -> None:
+        raise RuntimeError("process killed after Jira answered, before the commit")
+
+    monkeypatch.setattr(filing, "_record_filed", crash)
+    Worker(wired).run_once()
+    assert len(fake_jira.issues) == 1 and _action(api, action["id"])["tracker_key"] is None
+    monkeypatch.undo()
+    # The dead worker's lease runs out; another worker takes the job, finds the issue by its label, records it.
+    with wired.write() as session:
+        session.execute(update(Job).values(locked_until=utcnow()).where(Job.status == "running"))  # type: ignore[arg-type]
+    Worker(wired, name="second").run_once()
+    filed = _action(api, action["id"])
+    assert filed["tracker_key"] == "OPS-1" and len(fake_jira.issues) == 1
+    assert [e["kind"] for e in filed["ledger"]] == ["filed"]
