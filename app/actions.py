@@ -119,7 +119,7 @@ def add(
     session.add_all([ActionFinding(action_id=action.id, finding_id=fid) for fid in sorted(set(finding_ids))])
     record_revision(session, postmortem, author, {"action_added": {"id": action.id, "title": action.title}})
     if target is not None:
-        jobs.enqueue(session, "file_action", action_id=action.id)
+        jobs.enqueue(session, "file_action", action_id=action.id, sort_date=action.due_date)
     session.flush()
     return action
 

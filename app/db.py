@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,7 +57,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
+# One lock per SQLite engine: writers of this process queue on it, and are handed the turn the moment the previous
+# writer commits, instead of polling SQLite's busy handler, which sleeps up to 100 ms between tries (a webhook
+# group commit waiting behind the embedded worker's transaction used to lose most of its time there).
+_SQLITE_WRITE_TURN: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+
+
 def _configure_sqlite(engine: Engine) -> None:
+    _SQLITE_WRITE_TURN[engine] = threading.RLock()
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy, not pysqlite, decide when transactions begin (see _on_begin).
@@ -88,7 +98,7 @@ def lock_for_chain(session: Session, name: str) -> None:
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on error. Domain code never commits by itself."""
-    with Session(engine, expire_on_commit=False) as session:
+    with _SQLITE_WRITE_TURN.get(engine) or nullcontext(), Session(engine, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()

@@ -6,17 +6,25 @@ from __future__ import annotations
 import logging
 import re
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from app import jobs, ledger
-from app.actions import Action, finding_ids_of
+from app.actions import Action, finding_ids_of, queue_issue_update
 from app.context import Context
 from app.db import utcnow
 from app.findings import Finding
 from app.jobs import Job
 from app.mappings import Mappings
 from app.postmortems import Postmortem
-from connectors.tracker import IssueDraft, IssueRef, OutcomeUnknown, PermanentError, RetryLater, TrackerError
+from connectors.tracker import (
+    IssueDraft,
+    IssueRef,
+    OutcomeUnknown,
+    PermanentError,
+    RetryLater,
+    TrackerError,
+    Unreachable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +124,11 @@ def file_action(context: Context, job: Job, worker_id: str) -> None:
             raise PermanentError(f"{target.get('kind')} is not configured: set its AFTERMATH_* connection settings")
         draft = build_draft(context.mappings, context.settings.public_url, action, postmortem, found)
         ref = tracker.find_issue(target, draft.idempotency_key) if job.attempts > 1 else None
+        # Found, it was filed by an attempt whose answer was lost: that attempt may have ended before the backlink.
+        repair = ref is not None
         if ref is None:
             ref = tracker.create_issue(target, draft)
+            repair = not ref.backlinked
     except RetryLater as exc:
         delay = jobs.backoff(job.attempts, exc.retry_after)
         _record_failure(context, job, worker_id, exc, retry_in=delay)
@@ -125,7 +136,7 @@ def file_action(context: Context, job: Job, worker_id: str) -> None:
     except TrackerError as exc:
         _record_failure(context, job, worker_id, exc, retry_in=None)
         return
-    _record_filed(context, job, worker_id, ref)
+    _record_filed(context, job, worker_id, ref, repair_backlink=repair)
 
 
 def issue_parts(fields: list[str]) -> frozenset[str] | None:
@@ -181,7 +192,7 @@ def update_issue(context: Context, job: Job, worker_id: str) -> None:
             jobs.fail(session, mine, error.message)
 
 
-def _record_filed(context: Context, job: Job, worker_id: str, ref: IssueRef) -> None:
+def _record_filed(context: Context, job: Job, worker_id: str, ref: IssueRef, *, repair_backlink: bool = False) -> None:
     assert job.id is not None and job.action_id is not None
     with context.write() as session:
         mine = jobs.still_mine(session, job.id, worker_id)
@@ -203,6 +214,9 @@ def _record_filed(context: Context, job: Job, worker_id: str, ref: IssueRef) -> 
             to_status="open",
             details={"key": ref.key, "url": ref.url},
         )
+        if repair_backlink:
+            # A durable update job (retried like any) puts the backlink on; the finding is what the backlink shows.
+            queue_issue_update(session, action, ["finding_ids"])
         jobs.finish(session, mine)
 
 
@@ -220,6 +234,13 @@ def _record_failure(context: Context, job: Job, worker_id: str, exc: TrackerErro
             note = " (the issue may exist; it will be looked up first)" if isinstance(exc, OutcomeUnknown) else ""
             log.info("filing action %s: %s; retry in %.0fs%s", action.id, exc.message, retry_in, note)
             jobs.retry(session, mine, exc.message, retry_in)
+            if isinstance(exc, Unreachable) and action.tracker_kind:
+                # The whole tracker is down, not this one request: every job waiting on it waits until the same
+                # moment. Then one job at a time probes it (not each on its own clock), and once it is back they
+                # are all ready together and run in due-date order.
+                same_tracker = select(Action.id).where(Action.tracker_kind == action.tracker_kind)
+                if held := jobs.postpone(session, same_tracker, mine.run_after):
+                    log.info("%s unreachable: %d more job(s) wait until %s", action.tracker_kind, held, mine.run_after)
         else:
             log.warning("filing action %s failed for good: %s", action.id, exc.message)
             jobs.fail(session, mine, exc.message)

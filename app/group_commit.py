@@ -11,6 +11,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 from sqlalchemy import Engine
@@ -33,11 +34,27 @@ def _resolve(answers: list[tuple[asyncio.Future[bool], bool | BaseException]]) -
             future.set_result(value)
 
 
+_RUNNING: list[GroupCommitter] = []
+
+
+def ingest_busy(engine: Engine, quiet: float = 0.02) -> bool:
+    """True while a committer of this process on this engine has deliveries queued or a batch not yet committed,
+    or committed one less than `quiet` seconds ago (more are likely on their way).
+
+    The embedded worker checks it between its own transactions, so that webhook answers do not queue behind them.
+    """
+    now = time.monotonic()
+    return any(
+        c.engine is engine and (c._in_flight or not c._queue.empty() or now - c._last_commit < quiet) for c in _RUNNING
+    )
+
+
 class GroupCommitter:
     def __init__(self, engine: Engine, *, max_batch: int = 500, on_commit: Callable[[], None] | None = None) -> None:
         self.engine, self.max_batch, self.on_commit = engine, max_batch, on_commit
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._in_flight, self._last_commit = False, 0.0
 
     async def submit(self, delivery: Delivery) -> bool:
         """Store the delivery; True if it was new, False for a redelivery. Raises what the database raised."""
@@ -49,8 +66,11 @@ class GroupCommitter:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="aftermath-group-commit", daemon=True)
         self._thread.start()
+        _RUNNING.append(self)
 
     def stop(self) -> None:
+        if self in _RUNNING:
+            _RUNNING.remove(self)
         if self._thread:
             self._queue.put(None)
             self._thread.join(timeout=10)
@@ -61,6 +81,7 @@ class GroupCommitter:
             first = self._queue.get()
             if first is None:
                 return
+            self._in_flight = True
             # No timer: whatever arrived while the previous commit was running forms the next batch.
             batch, stopping = [first], False
             while len(batch) < self.max_batch:
@@ -73,6 +94,7 @@ class GroupCommitter:
                     break
                 batch.append(item)
             self._commit(batch)
+            self._in_flight, self._last_commit = False, time.monotonic()
             if stopping:
                 return
 

@@ -58,17 +58,18 @@ def store_many(session: Session, deliveries: list[Delivery]) -> list[bool]:
     """One INSERT … ON CONFLICT DO NOTHING RETURNING for the batch; for each delivery, whether it was new."""
     rows, seen = [], set()
     for d in deliveries:
-        key = (d.source, d.external_id[:255])
+        key = (d.source, _key(d.external_id))
         if key in seen:
             continue  # the same event twice in one batch: the second is a duplicate
         seen.add(key)
         rows.append({
             "source": d.source,
-            "external_id": d.external_id[:255],
-            "event_type": (d.event_type or "")[:128] or None,
+            "external_id": key[1],
+            "event_type": storable(d.event_type or "")[:128] or None,
             "status": d.status,
-            "reason": d.reason,
-            "body": d.body.decode("utf-8", errors="replace"),
+            "reason": storable(d.reason) if d.reason is not None else None,
+            # Decoding with "replace" leaves no surrogates; a raw NUL can only be in a body that is not JSON.
+            "body": d.body.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
             "received_at": d.received_at,
             "processed_at": None if d.pending else d.received_at,
         })
@@ -78,10 +79,26 @@ def store_many(session: Session, deliveries: list[Delivery]) -> list[bool]:
     inserted = {(row[0], row[1]) for row in session.execute(_insert_statement(is_postgres(session)), rows)}
     result = []
     for d in deliveries:
-        key = (d.source, d.external_id[:255])
+        key = (d.source, _key(d.external_id))
         result.append(key in inserted)
         inserted.discard(key)
     return result
+
+
+def storable(text: str) -> str:
+    """The text as both databases can keep it: PostgreSQL refuses NUL characters, and no UTF-8 column takes a lone
+    surrogate (JSON can spell both: "\\u0000", "\\ud800"). One such event must not fail the batch it was stored in."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", errors="replace").decode("utf-8")
+    return text
+
+
+def _key(external_id: str) -> str:
+    return storable(external_id)[:255]
 
 
 def _insert_statement(postgres: bool) -> Any:

@@ -107,6 +107,18 @@ def retry(session: Session, job: Job, error: str, delay: float) -> None:
     session.add(job)
 
 
+def postpone(session: Session, action_ids: Any, until: datetime) -> int:
+    """Make every pending job of these actions (a subquery of action ids) wait until `until`, never less than it
+    waited already; returns how many were moved. For a tracker that is down as a whole (see filing)."""
+    moved = session.execute(
+        update(Job)
+        .where(Job.status == "pending", Job.action_id.in_(action_ids), Job.run_after < until)  # type: ignore[union-attr,arg-type]
+        .values(run_after=until)
+        .execution_options(synchronize_session=False)
+    )
+    return int(moved.rowcount)  # type: ignore[attr-defined]
+
+
 def due(session: Session, name: str, interval: float, now: datetime | None = None) -> bool:
     """True for exactly one caller per interval across all workers: the one whose UPDATE moved next_run_at."""
     now = now or utcnow()

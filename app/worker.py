@@ -6,19 +6,27 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
 from app import filing, ingest, jobs, notify, tracking
 from app.context import Context
 from app.db import utcnow
+from app.group_commit import ingest_busy
 from app.incidents import Incident
 
 log = logging.getLogger(__name__)
 TRIGGER_SWEEP_SECONDS = 60.0
 REMINDER_SWEEP_SECONDS = 300.0
+# Inbound events applied per transaction: on SQLite a batch holds the only write lock (about 3 ms per event),
+# which the next webhook group commit must wait for.
+APPLY_BATCH = {"sqlite": 1, "postgresql": 10}
+INGEST_SHARE = 2.0  # while webhooks arrive, pause twice as long as the batch took: ingest gets two thirds or more
+MAX_PAUSE = 0.25  # the worker still applies at least a batch per quarter second under any load
 
 
 class Worker:
@@ -30,14 +38,35 @@ class Worker:
         self._thread: threading.Thread | None = None
 
     def apply_inbox(self) -> int:
-        """Apply every stored, not yet applied alert event to its incident."""
-        total = 0
-        while True:
+        """Apply every stored, not yet applied alert event to its incident, in short transactions.
+
+        Webhook deliveries come first: while they keep arriving (a group commit set the inbox signal during the
+        last batch), pause after each batch for INGEST_SHARE times as long as it took. On SQLite a long apply
+        transaction would hold the write lock that the next group commit waits for; in any case applying events
+        costs far more CPU (and GIL) than storing them. The backlog is applied at full speed once the burst ends.
+        """
+        total, engine = 0, self.context.engine
+        batch = APPLY_BATCH.get(engine.dialect.name, 10)
+        while not self._stop.is_set():
+            self.context.inbox_signal.clear()
+            started = time.monotonic()
             with self.context.write() as session:
-                applied = ingest.process_pending(session, self.context.mappings)
+                applied = ingest.process_pending(session, self.context.mappings, batch)
             total += applied
             if applied == 0:
                 return total
+            if self.context.inbox_signal.is_set() or ingest_busy(engine):
+                self._yield_to_ingest(engine, time.monotonic() - started)
+        return total
+
+    def _yield_to_ingest(self, engine: Engine, took: float) -> None:
+        """Pause INGEST_SHARE times as long as the last batch took, and on while webhooks keep coming, up to
+        MAX_PAUSE: during a burst the backlog waits in the inbox, and is applied at full speed when the burst ends."""
+        now = time.monotonic()
+        until, latest = now + took * INGEST_SHARE, now + MAX_PAUSE
+        while not self._stop.is_set() and (now < until or ingest_busy(engine)) and now < latest:
+            self._stop.wait(0.002)
+            now = time.monotonic()
 
     def run_job(self) -> bool:
         """Claim and run one job; False when none was ready."""

@@ -7,6 +7,7 @@ serves the real app (same uvicorn options from app.cli, same logging set-up, sam
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -17,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.cli import uvicorn_options
 from app.logs import configure
 
-configure(["bench-pagerduty-secret"])  # runs in each worker process too: the same log filter as the real app
+if not logging.getLogger().handlers:  # each worker process imports this module twice (as __mp_main__, then by name)
+    configure(["bench-pagerduty-secret"])  # the same log set-up and secret filter as the real app
 app = FastAPI()
 
 

@@ -78,12 +78,20 @@ def open_loop(port: int, rate: float, duration: float, events_file: Path, out: P
 
 
 def drain(db: Database, timeout: float) -> dict[str, Any]:
-    """Wait until the embedded worker has applied every stored event (or the timeout passes)."""
-    started = time.monotonic()
+    """Wait until the embedded worker has applied every stored event (or the timeout passes); its pace."""
+    pending_sql = "SELECT count(*) FROM inbound_event WHERE processed_at IS NULL"
+    started, before = time.monotonic(), db.query(pending_sql)[0][0]
     while True:
-        pending = db.query("SELECT count(*) FROM inbound_event WHERE processed_at IS NULL")[0][0]
-        if pending == 0 or time.monotonic() - started > timeout:
-            return {"pending": pending, "drain_s": round(time.monotonic() - started, 1)}
+        pending = db.query(pending_sql)[0][0]
+        elapsed = time.monotonic() - started
+        if pending == 0 or elapsed > timeout:
+            rate = (before - pending) / elapsed if elapsed > 0 else 0.0
+            return {
+                "pending_at_end_of_load": before,
+                "pending": pending,
+                "drain_s": round(elapsed, 1),
+                "applied_per_s": round(rate, 1),
+            }
         time.sleep(0.5)
 
 
@@ -103,6 +111,8 @@ def profile(pids: list[int], seconds: float, out: Path) -> list[subprocess.Popen
                 "200",
                 "--format",
                 "raw",
+                "--idle",
+                "--threads",
                 "--output",
                 str(out.with_suffix(f".{pid}.txt")),
                 "--nonblocking",
@@ -120,18 +130,26 @@ def durable(kind: str, workers: int, args: argparse.Namespace, work: Path, tag: 
     db = Database(kind, home)
     port = free_port()
     command = [AFTERMATH, "serve", "--port", str(port), "--workers", str(workers)]
-    server = Server(command, server_env(db.url), RESULTS / f"server-{tag}.log", port, home)
+    server = Server(
+        command, server_env(db.url, AFTERMATH_WORKER=args.worker), RESULTS / f"server-{tag}.log", port, home
+    )
     try:
         server.start()
-        spies = profile(server.pids()[-workers:], args.duration, RESULTS / f"profile-{tag}") if args.profile else []
+        pids = server.pids()[-workers:]
+        spies = profile(pids, args.duration, RESULTS / f"profile-{tag}-closed") if args.profile == "closed" else []
         closed = wrk(port, args.duration, work / "closed")
         for spy in spies:
             spy.wait(timeout=60)
-        closed_drain = drain(db, args.drain_timeout)
+        # No pause for the backlog: the open-loop run meets the worker still applying the closed-loop burst.
         rate = args.rate or closed["rps"] / 2
+        spies = profile(pids, args.open_duration, RESULTS / f"profile-{tag}-open") if args.profile == "open" else []
         opened = open_loop(port, rate, args.open_duration, work / "open", work / "open.json")
-        open_drain = drain(db, args.drain_timeout)
+        for spy in spies:
+            spy.wait(timeout=60)
         rss = server.peak_rss_mb()
+        drained = drain(db, args.drain_timeout if args.worker == "embedded" else 0)
+        rss = server.peak_rss_mb()
+        rows, distinct = db.query("SELECT count(*), count(DISTINCT source || ':' || external_id) FROM inbound_event")[0]
         stored = {eid for (eid,) in db.query("SELECT external_id FROM inbound_event WHERE external_id LIKE 'O%'")}
         closed_rows = db.query("SELECT count(*) FROM inbound_event WHERE external_id NOT LIKE 'O%'")[0][0]
         failed = db.query("SELECT count(*) FROM inbound_event WHERE status = 'failed'")[0][0]
@@ -148,7 +166,8 @@ def durable(kind: str, workers: int, args: argparse.Namespace, work: Path, tag: 
         "open_accepted": len(accepted),
         "open_rows": len(stored),
         "closed_rows": closed_rows,
-        "inbox_drained": closed_drain["pending"] == 0 and open_drain["pending"] == 0,
+        "each_event_stored_once": rows == distinct,
+        "inbox_drained": drained["pending"] == 0,
         "failed_events": failed,
         "incidents": incidents,
         "postmortems": postmortems,
@@ -157,8 +176,8 @@ def durable(kind: str, workers: int, args: argparse.Namespace, work: Path, tag: 
         "closed": closed,
         "open": opened,
         "rss_mb": rss,
-        "closed_drain": closed_drain,
-        "open_drain": open_drain,
+        "drain": drained,
+        "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
         "checks": checks,
     }
 
@@ -195,14 +214,20 @@ def run_one(kind: str, workers: int, args: argparse.Namespace, work: Path) -> di
     result.update(
         {"db": kind, "workers": workers, "ratio": round(result["closed"]["rps"] / result["bare"]["closed"]["rps"], 3)}
     )
-    print(json.dumps({k: result[k] for k in ("closed", "open", "checks", "rss_mb")}, indent=1), flush=True)
+    print(json.dumps({k: result[k] for k in ("closed", "open", "checks", "rss_mb", "drain")}, indent=1), flush=True)
     return result
+
+
+def _drained(d: dict[str, Any]) -> str:
+    done = f"in {d['drain_s']:.0f} s" if d["pending"] == 0 else f"{d['pending']:,} left after {d['drain_s']:.0f} s"
+    return f"{d['pending_at_end_of_load']:,} events: {done} ({d['applied_per_s']:,.0f}/s)"
 
 
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| database | processes | bare events/s | durable events/s | ratio | goal | durable p50 / p99 (closed) "
-        "| open-loop rate | durable p50 / p99 (open) | bare p50 / p99 (open) | non-2xx | peak RSS / process | drain |",
+        "| open-loop rate | durable p50 / p99 (open) | bare p50 / p99 (open) | non-2xx | peak RSS / process "
+        "| inbox backlog after the load: drained |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -215,7 +240,7 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {goal:.0%}: {'met' if ok else 'missed'} | {c['p50_ms']:.1f} / {c['p99_ms']:.1f} ms "
             f"| {o['rate']:,.0f}/s | {o['p50_ms']} / {o['p99_ms']} ms "
             f"| {b['open']['p50_ms']} / {b['open']['p99_ms']} ms "
-            f"| {c['non_2xx'] + o['non_2xx']} | {rss:.0f} MiB | {r['closed_drain']['drain_s']} s |"
+            f"| {c['non_2xx'] + o['non_2xx']} | {rss:.0f} MiB | {_drained(r['drain'])} |"
         )
     return "\n".join(lines)
 
@@ -225,25 +250,25 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--workers", type=int, default=1, help="server processes")
     parser.add_argument("--all", action="store_true", help="sqlite and postgres, 1 and 2 processes")
-    parser.add_argument("--duration", type=float, default=15.0, help="closed-loop seconds")
+    parser.add_argument("--duration", type=float, default=12.0, help="closed-loop seconds")
     parser.add_argument("--open-duration", type=float, default=10.0, help="open-loop seconds")
     parser.add_argument("--rate", type=float, default=0.0, help="open-loop rate (default: half the durable ceiling)")
-    parser.add_argument("--drain-timeout", type=float, default=90.0)
-    parser.add_argument("--profile", action="store_true", help="py-spy the server during the closed-loop run")
+    parser.add_argument("--drain-timeout", type=float, default=60.0, help="seconds to wait for the inbox to drain")
+    parser.add_argument("--worker", choices=["embedded", "off"], default="embedded", help="off: diagnosis only")
+    parser.add_argument("--profile", choices=["closed", "open"], help="py-spy the server during that run")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install -y wrk")
     RESULTS.mkdir(parents=True, exist_ok=True)
     matrix = [(d, w) for d in ("sqlite", "postgres") for w in (1, 2)] if args.all else [(args.db, args.workers)]
-    results = []
+    results: list[dict[str, Any]] = []
+    out = RESULTS / f"ingest-{time.strftime('%Y%m%d-%H%M%S')}.json"
     with tempfile.TemporaryDirectory(prefix="aftermath-bench-") as tmp:
         work = Path(tmp)
         prepare(work, args)
         for kind, workers in matrix:
             results.append(run_one(kind, workers, args, work))
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = RESULTS / f"ingest-{stamp}.json"
-    out.write_text(json.dumps({"machine": machine(), "args": vars(args), "results": results}, indent=1))
+            out.write_text(json.dumps({"machine": machine(), "args": vars(args), "results": results}, indent=1))
     print(f"\n{table(results)}\n\nresults: {out}")
 
 

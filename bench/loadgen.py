@@ -1,6 +1,6 @@
 """Open-loop HTTP load generator (its own process): pre-signed deliveries sent at a fixed rate over keep-alive
 connections; latency is measured from each request's *scheduled* send time, so a slow server cannot hide its
-queueing by slowing the client down (no coordinated omission).
+queueing by slowing the client down (no coordinated omission). Responses are parsed by httptools, in C.
 
     python bench/loadgen.py --port 8000 --rate 1500 --duration 10 --events FILE --out result.json
 """
@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httptools
 import uvloop
 
 PATH = "/webhooks/pagerduty"
@@ -27,16 +28,38 @@ def _request(host: str, port: int, signature: str, body: bytes) -> bytes:
     return head.encode() + body
 
 
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> tuple[int, bytes]:
-    writer.write(raw)
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split(b" ", 2)[1])
-    length = 0
-    for line in lines[1:]:
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
-    return status, await reader.readexactly(length) if length else b""
+class Connection(asyncio.Protocol):
+    """One keep-alive connection with at most one request in flight."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: Any = None  # uvloop's transports are not asyncio.Transport subclasses
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.body = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def on_body(self, chunk: bytes) -> None:
+        self.body += chunk
+
+    def on_message_complete(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result((self.parser.get_status_code(), bytes(self.body)))
+        self.body.clear()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("connection closed"))
+
+    def request(self, raw: bytes) -> asyncio.Future[tuple[int, bytes]]:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(raw)
+        return self.waiter
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -50,24 +73,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     accepted: list[str] = []
     errors: list[str] = []
 
+    async def connect() -> Connection:
+        _, protocol = await loop.create_connection(Connection, args.host, args.port)
+        return protocol
+
     async def connection() -> None:
-        reader, writer = await asyncio.open_connection(args.host, args.port)
-        try:
-            while (item := await queue.get()) is not None:
-                index, scheduled = item
-                try:
-                    status, body = await _exchange(reader, writer, requests[index])
-                except (OSError, asyncio.IncompleteReadError) as exc:
-                    errors.append(type(exc).__name__)
-                    writer.close()
-                    reader, writer = await asyncio.open_connection(args.host, args.port)
-                    continue
-                latencies[index] = loop.time() - scheduled
-                statuses[str(status)] = statuses.get(str(status), 0) + 1
-                if status == 202 and b'"accepted"' in body:
-                    accepted.append(rows[index][0])
-        finally:
-            writer.close()
+        conn = await connect()
+        while (item := await queue.get()) is not None:
+            index, scheduled = item
+            try:
+                status, body = await conn.request(requests[index])
+            except (OSError, httptools.HttpParserError) as exc:
+                errors.append(type(exc).__name__)
+                if conn.transport is not None:
+                    conn.transport.close()
+                conn = await connect()
+                continue
+            latencies[index] = loop.time() - scheduled
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
+            if status == 202 and b'"accepted"' in body:
+                accepted.append(rows[index][0])
+        if conn.transport is not None:
+            conn.transport.close()
 
     workers = [asyncio.create_task(connection()) for _ in range(args.connections)]
     await asyncio.sleep(0.2)  # connections are open before the clock starts
@@ -82,9 +109,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for _ in workers:
         queue.put_nowait(None)
     scheduled_end = start + total / args.rate
-    _done, pending = await asyncio.wait(workers, timeout=args.grace)
+    done, pending = await asyncio.wait(workers, timeout=args.grace)
     for task in pending:
         task.cancel()
+    errors += [repr(task.exception()) for task in done if task.exception() is not None]
     elapsed = loop.time() - start
     answered = sorted(x for x in latencies if x >= 0)
 
@@ -102,6 +130,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "statuses": statuses,
         "non_2xx": sum(n for s, n in statuses.items() if not s.startswith("2")) + (total - len(answered)),
         "errors": len(errors),
+        "error_kinds": sorted(set(errors))[:5],
         "p50_ms": pct(0.50),
         "p90_ms": pct(0.90),
         "p99_ms": pct(0.99),

@@ -1,5 +1,5 @@
 -- wrk script: each thread posts the pre-signed PagerDuty deliveries of its own file (<prefix>.<thread>), in order,
--- one per request, so every event id is sent once (the file wraps around only if the run outlasts it; `wraps`
+-- one per request, so every event id is sent once (the list wraps around only if the run outlasts it; `wraps`
 -- says so). Lines are "event_id<TAB>signature<TAB>body". done() prints one BENCH_JSON line for bench/ingest.py.
 wrk.method = "POST"
 local threads = {}
@@ -12,22 +12,24 @@ function setup(thread)
 end
 
 function init(args)
-  file = assert(io.open(args[1] .. "." .. tid, "r"))
-  sent, wraps = 0, 0
+  -- Formatted up front: building each request in request() costs wrk CPU that the server would otherwise get.
+  reqs = {}
+  for line in io.lines(args[1] .. "." .. tid) do
+    local a = line:find("\t", 1, true)
+    local b = line:find("\t", a + 1, true)
+    local headers = {["Content-Type"] = "application/json", ["X-PagerDuty-Signature"] = line:sub(a + 1, b - 1)}
+    reqs[#reqs + 1] = wrk.format(nil, nil, headers, line:sub(b + 1))
+  end
+  i, n, sent, wraps = 0, #reqs, 0, 0
 end
 
 function request()
-  local line = file:read("*l")
-  if line == nil then
-    file:seek("set", 0)
-    wraps = wraps + 1
-    line = file:read("*l")
+  i = i + 1
+  if i > n then
+    i, wraps = 1, wraps + 1
   end
-  local a = line:find("\t", 1, true)
-  local b = line:find("\t", a + 1, true)
   sent = sent + 1
-  local headers = {["Content-Type"] = "application/json", ["X-PagerDuty-Signature"] = line:sub(a + 1, b - 1)}
-  return wrk.format(nil, nil, headers, line:sub(b + 1))
+  return reqs[i]
 end
 
 function done(summary, latency, requests)

@@ -28,6 +28,7 @@ from connectors.tracker import (
     PollResult,
     RetryLater,
     TrackerError,
+    Unreachable,
 )
 
 MARKER = "<!-- aftermath:key={key} -->"
@@ -389,6 +390,8 @@ def _transport_error(exc: requests.RequestException, doing: str, write: bool) ->
     reason = exc.args[0] if exc.args else None
     reason = getattr(reason, "reason", reason)  # MaxRetryError wraps the real cause
     never_sent = isinstance(exc, requests.ConnectTimeout) or isinstance(reason, ConnectTimeoutError)
-    if write and not never_sent:
+    if never_sent:
+        return Unreachable(f"GitHub unreachable while {doing} ({type(exc).__name__}: {exc})")
+    if write:
         return OutcomeUnknown(f"No answer from GitHub while {doing} ({type(exc).__name__}); it may have happened")
     return RetryLater(f"GitHub unreachable while {doing} ({type(exc).__name__}: {exc})")

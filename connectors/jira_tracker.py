@@ -29,6 +29,7 @@ from connectors.tracker import (
     PollResult,
     RetryLater,
     TrackerError,
+    Unreachable,
 )
 
 LOG = logging.getLogger(__name__)
@@ -103,8 +104,9 @@ class JiraTracker:
                 self.add_backlink(ref.key, draft.idempotency_key, draft.backlink_url, draft.backlink_title)
             except TrackerError as e:
                 # The issue exists and carries the label, so failing here would only make the caller file it again.
-                # The link is an upsert (same globalId): calling add_backlink later repairs it without duplicates.
+                # The link is an upsert (same globalId): the caller repairs it later (update_issue) without duplicates.
                 LOG.warning("Jira issue %s filed, but its backlink was not added: %s", ref.key, e.message)
+                return replace(ref, backlinked=False)
         return ref
 
     def update_issue(self, target: dict[str, Any], key: str, draft: IssueDraft, parts: Set[str] | None = None) -> None:
@@ -413,7 +415,9 @@ def _translated(action: str, *, create: bool = False) -> Iterator[None]:
     except requests.RequestException as e:
         # Read timeout or a connection dropped mid-request: a create may have landed. A connection that was never
         # opened (refused, DNS, connect timeout) cannot have created anything, so plain RetryLater suffices there.
-        kind = OutcomeUnknown if create and not _never_sent(e) else RetryLater
+        if _never_sent(e):
+            raise Unreachable(f"Jira unreachable, could not {action}: {type(e).__name__}: {e}") from e
+        kind = OutcomeUnknown if create else RetryLater
         raise kind(f"no answer from Jira to {action}: {type(e).__name__}: {e}") from e
 
 

@@ -28,6 +28,11 @@ class OutcomeUnknown(RetryLater):
     """A create whose answer was lost (timeout, 5xx after send): the issue may exist. Look it up before retrying."""
 
 
+class Unreachable(RetryLater):
+    """No connection could be made (refused, DNS, connect timeout): nothing was sent, and every other request to this
+    tracker would fail the same way until it is back, so the caller should wait for it as a whole."""
+
+
 class PermanentError(TrackerError):
     """Retrying cannot fix this (unknown project or repo, refused field, bad credentials)."""
 
@@ -58,6 +63,7 @@ class IssueDraft:
 class IssueRef:
     key: str  # "OPS-12" or "owner/repo#12"
     url: str  # human URL of the issue
+    backlinked: bool = True  # False: filed, but the separate backlink (Jira's remote link) could not be added yet
 
 
 @dataclass(frozen=True)

@@ -74,3 +74,47 @@ def test_five_mebibyte_body_is_413_everywhere(client: TestClient) -> None:
         if method != "GET":
             response = client.request(method, path, headers={**WRITE, "Content-Type": "application/json"}, content=big)
             assert response.status_code == 413, (method, path)
+
+
+def _webhook_routes(client: TestClient) -> list[str]:
+    paths = client.get("/openapi.json").json()["paths"]
+    return [path for path in paths if path.startswith("/webhooks/")]
+
+
+def test_the_right_scope_opens_every_route(client: TestClient) -> None:
+    """The other half of the matrix: a read token passes every GET, a write token passes every route."""
+    for method, path in _routes(client):
+        for headers in [READ, WRITE] if method == "GET" else [WRITE]:
+            response = client.request(method, path, headers=headers, json={})
+            assert response.status_code not in (401, 403), (method, path, headers, response.text)
+
+
+def test_every_webhook_route_refuses_without_credentials_and_stores_nothing(client: TestClient) -> None:
+    from sqlalchemy import func
+    from sqlmodel import select
+
+    from app.inbox import InboundEvent
+
+    routes = _webhook_routes(client)
+    assert {"/webhooks/pagerduty", "/webhooks/opsgenie", "/webhooks/github", "/webhooks/jira"} <= set(routes)
+    body = b'{"event": {"id": "E1", "event_type": "incident.triggered"}, "action": "Create", "alert": {}}'
+    for path in routes:
+        for headers in ({}, {"Authorization": "Bearer test-write-token"}, {"X-Hub-Signature-256": "sha256=00"}):
+            response = client.post(path, content=body, headers={**headers, "Content-Type": "application/json"})
+            assert response.status_code == 401, (path, headers, response.text)
+    context = client.app.state.context  # type: ignore[attr-defined]
+    with context.read() as session:
+        assert session.exec(select(func.count()).select_from(InboundEvent)).one() == 0
+
+
+def test_tracker_webhooks_refuse_when_their_secret_is_unset(client: TestClient) -> None:
+    """No AFTERMATH_GITHUB_WEBHOOK_SECRET / AFTERMATH_JIRA_WEBHOOK_SECRET (the `client` fixture sets neither): even a
+    signature made with an empty key, which anyone can compute, is refused."""
+    import hashlib
+    import hmac
+
+    body = b'{"action": "closed", "issue": {"number": 1}}'
+    empty_key = "sha256=" + hmac.new(b"", body, hashlib.sha256).hexdigest()
+    github = client.post("/webhooks/github", content=body, headers={"X-Hub-Signature-256": empty_key})
+    jira = client.post("/webhooks/jira?secret=", content=body, headers={"X-Hub-Signature": empty_key})
+    assert (github.status_code, jira.status_code) == (401, 401), (github.text, jira.text)

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Path, Query
 from app import actions, findings
 from app.api import present
 from app.api.deps import ContextDep, Reader, Writer
-from app.api.params import Cursor, Limit, after_id
+from app.api.params import MAX_ID, Cursor, Limit, after_id
 from app.api.schemas import ActionDetail, ActionOut, ActionPatch, FindingOut, FindingPatch, Page
 from app.db import utcnow
 
 router = APIRouter(prefix="/api/v1", tags=["actions"])
-Id = Annotated[int, Path(ge=1, le=2**62)]
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"description": "unknown id"}}
 ActionStatus = Literal["unfiled", "open", "in_progress", "done", "wont_do"]
 
@@ -34,9 +34,9 @@ def list_actions(
     status: Annotated[list[ActionStatus] | None, Query(description="repeat for several")] = None,
     owner: str | None = None,
     overdue: bool | None = None,
-    postmortem_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    postmortem_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     tracker: Literal["jira", "github"] | None = None,
-    finding_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    finding_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     cursor: Cursor = None,
     limit: Limit = 100,
 ) -> Page[ActionOut]:

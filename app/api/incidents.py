@@ -10,12 +10,12 @@ from pydantic import AwareDatetime
 from app import incidents, postmortems
 from app.api import present
 from app.api.deps import ContextDep, Reader, Writer
-from app.api.params import Cursor, Limit, after_id
+from app.api.params import MAX_ID, Cursor, Limit, after_id
 from app.api.schemas import IncidentOut, Page, PostmortemOut
 from app.db import utcnow
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
-IncidentId = Annotated[int, Path(ge=1, le=2**62)]
+IncidentId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 @router.get("", response_model=Page[IncidentOut])

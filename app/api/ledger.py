@@ -8,11 +8,11 @@ from fastapi import APIRouter, Query
 
 from app import ledger
 from app.api.deps import ContextDep, Reader
-from app.api.params import Limit
+from app.api.params import MAX_ID, Limit
 from app.api.schemas import LedgerOut, Page, VerifyOut
 
 router = APIRouter(prefix="/api/v1/ledger", tags=["ledger"])
-OptionalId = Annotated[int | None, Query(ge=1, le=2**62)]
+OptionalId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
 
 @router.get("", response_model=Page[LedgerOut])
@@ -21,11 +21,11 @@ def list_entries(
     _: Reader,
     action_id: OptionalId = None,
     postmortem_id: OptionalId = None,
-    since_id: Annotated[int | None, Query(ge=0, le=2**62, description="entries after this id")] = None,
-    cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
+    since_id: Annotated[int | None, Query(ge=0, le=MAX_ID, description="entries after this id")] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^\d{1,10}$")] = None,
     limit: Limit = 100,
 ) -> Page[LedgerOut]:
-    after = int(cursor) if cursor else since_id
+    after = min(int(cursor), MAX_ID) if cursor else since_id  # past the last possible id: an empty page
     with context.read() as session:
         rows, next_cursor = ledger.list_page(
             session, action_id=action_id, postmortem_id=postmortem_id, after=after, limit=limit

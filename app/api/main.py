@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from app.api import actions, health, incidents, ledger, metrics, pages, postmortems, reports, webhooks
 from app.api.limits import BodyLimit
@@ -18,6 +19,26 @@ from app.errors import DomainError
 from app.group_commit import GroupCommitter
 
 log = logging.getLogger(__name__)
+
+
+def _document_error_details(app: FastAPI) -> None:
+    """A 422 answers `{"detail": [...]}` for a request that fails validation, and `{"detail": "..."}` (one sentence)
+    for a valid-looking request the domain refuses; FastAPI's generated schema knows only the list."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            validation = schema.get("components", {}).get("schemas", {}).get("HTTPValidationError")
+            if validation is not None:
+                listed = validation["properties"]["detail"]
+                validation["properties"]["detail"] = {
+                    "title": "Detail",
+                    "anyOf": [{k: v for k, v in listed.items() if k != "title"}, {"type": "string"}],
+                }
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(context: Context, *, embedded_worker: bool | None = None) -> FastAPI:
@@ -50,6 +71,7 @@ def create_app(context: Context, *, embedded_worker: bool | None = None) -> Fast
     for router in (webhooks, incidents, postmortems, reports, actions, ledger, metrics, health, pages):
         app.include_router(router.router)
     app.add_middleware(BodyLimit)
+    _document_error_details(app)
 
     @app.exception_handler(DomainError)
     async def domain_error(_request: Request, exc: DomainError) -> JSONResponse:
@@ -65,6 +87,13 @@ def create_app(context: Context, *, embedded_worker: bool | None = None) -> Fast
     @app.exception_handler(IntegrityError)
     async def conflict(_request: Request, exc: IntegrityError) -> JSONResponse:
         return JSONResponse({"detail": "conflicting change; reload and retry"}, status_code=409)
+
+    @app.exception_handler(DataError)
+    async def unstorable(_request: Request, exc: DataError) -> JSONResponse:
+        # A value the database cannot hold (a number past its column, a NUL character in text on PostgreSQL): the
+        # request is at fault, and retrying it cannot help, so this is not the 503 of an unavailable database.
+        log.info("database refused a value: %s", type(exc.orig).__name__)
+        return JSONResponse({"detail": "a value is out of range or cannot be stored"}, status_code=422)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)

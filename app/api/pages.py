@@ -10,6 +10,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from app import actions, findings, incidents, postmortems, recurrence
 from app.api.deps import ContextDep, Reader
+from app.api.params import MAX_ID
 from app.db import utcnow
 
 router = APIRouter(tags=["pages"])
@@ -20,7 +21,7 @@ templates = Environment(
 
 
 @router.get("/postmortems/{postmortem_id}", response_class=HTMLResponse, responses={404: {"description": "unknown id"}})
-def postmortem_page(context: ContextDep, _: Reader, postmortem_id: int = Path(ge=1, le=2**62)) -> HTMLResponse:
+def postmortem_page(context: ContextDep, _: Reader, postmortem_id: int = Path(ge=1, le=MAX_ID)) -> HTMLResponse:
     today = utcnow().date()
     with context.read() as session:
         postmortem = postmortems.get(session, postmortem_id)

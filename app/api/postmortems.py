@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 from app import actions, findings, postmortems
 from app.api import present
 from app.api.deps import ContextDep, Reader, Writer
-from app.api.params import Cursor, Limit, after_id
+from app.api.params import MAX_ID, Cursor, Limit, after_id
 from app.api.schemas import (
     ActionIn,
     ActionOut,
@@ -24,7 +24,7 @@ from app.api.schemas import (
 from app.db import utcnow
 
 router = APIRouter(prefix="/api/v1/postmortems", tags=["postmortems"])
-PostmortemId = Annotated[int, Path(ge=1, le=2**62)]
+PostmortemId = Annotated[int, Path(ge=1, le=MAX_ID)]
 NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"description": "unknown id"}}
 
 

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from app import reports
 from app.api.deps import ContextDep, Reader
+from app.api.params import MAX_ID
 from app.db import utcnow
 
 router = APIRouter(prefix="/api/v1/postmortems", tags=["reports"])
@@ -27,7 +28,7 @@ def get_report(
     context: ContextDep,
     _: Reader,
     audience: Annotated[reports.Audience, Query(description="who the report is for")],
-    postmortem_id: Annotated[int, Path(ge=1, le=2**62)],
+    postmortem_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     output: Annotated[Format, Query(alias="format", description="markdown (default) or html")] = "markdown",
 ) -> Response:
     with context.read() as session:

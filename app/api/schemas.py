@@ -7,6 +7,7 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from app.api.params import MAX_ID
 from app.mappings import GitHubTarget, JiraTarget
 
 T = TypeVar("T")
@@ -20,6 +21,7 @@ ActionKind = Literal["technical", "process", "organizational", "monitoring", "te
 Priority = Literal["critical", "high", "medium", "low"]
 PostmortemStatus = Literal["draft", "in_review", "published", "closed"]
 TrackerTarget = Annotated[JiraTarget | GitHubTarget, Field(discriminator="kind")]
+FindingId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 def _stripped(value: str) -> str:
@@ -116,7 +118,7 @@ class ActionIn(_Input):
     due_date: date | None = None
     priority: Priority = "medium"
     success_metric: Text | None = None
-    finding_ids: list[int] = Field(min_length=1, max_length=100)
+    finding_ids: list[FindingId] = Field(min_length=1, max_length=100)
     tracker: TrackerTarget | None = None
 
 
@@ -129,7 +131,7 @@ class ActionPatch(_Input):
     due_date: date | None = None
     priority: Priority | None = None
     success_metric: Text | None = None
-    finding_ids: list[int] | None = Field(default=None, min_length=1, max_length=100)
+    finding_ids: list[FindingId] | None = Field(default=None, min_length=1, max_length=100)
 
 
 class LedgerOut(BaseModel):

@@ -10,7 +10,7 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
-from tests.reliability.support import PD_SECRET, API_TOKEN, leaked, rows, service_env, start_server, storm
+from tests.reliability.support import API_TOKEN, PD_SECRET, leaked, rows, service_env, start_server, storm
 
 EVENTS = 5000
 KILL_AFTER = 1500  # answers seen before the SIGKILL: well inside the storm
@@ -24,6 +24,8 @@ def _stored(database_url: str) -> Counter[str]:
 def test_kill9_mid_storm_loses_no_acknowledged_event_and_redelivery_adds_nothing_twice(
     database_url: str, tmp_path: Path
 ) -> None:
+    # The worker is off: what is tested is the inbox (a 202 = stored); applying 10,000 events to incidents in the
+    # same two cores would only make the run several times longer.
     env = service_env(database_url, AFTERMATH_WORKER="off")
     ids = [f"STORM-EV-{n}" for n in range(EVENTS)]
     server = start_server(tmp_path, env, "first")
