@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
@@ -123,7 +124,13 @@ def file_action(context: Context, job: Job, worker_id: str) -> None:
         if tracker is None:
             raise PermanentError(f"{target.get('kind')} is not configured: set its AFTERMATH_* connection settings")
         draft = build_draft(context.mappings, context.settings.public_url, action, postmortem, found)
-        ref = tracker.find_issue(target, draft.idempotency_key) if job.attempts > 1 else None
+        ref = None
+        if job.attempts > 1:
+            # No attempt can have created the issue before the job existed (a minute's slack for clock skew).
+            ref = tracker.find_issue(target, draft.idempotency_key, job.created_at - timedelta(minutes=1))
+            if ref is None and _lookup_may_lag(job, tracker.lookup_settle):
+                _wait_for_lookup(context, job, worker_id, tracker.lookup_settle)
+                return
         # Found, it was filed by an attempt whose answer was lost: that attempt may have ended before the backlink.
         repair = ref is not None
         if ref is None:
@@ -220,6 +227,22 @@ def _record_filed(context: Context, job: Job, worker_id: str, ref: IssueRef, *, 
         jobs.finish(session, mine)
 
 
+def _lookup_may_lag(job: Job, settle: float) -> bool:
+    """Whether "not found" can still be the tracker's search lagging an earlier create of unknown outcome."""
+    since = job.payload.get(jobs.OUTCOME_UNKNOWN_SINCE)
+    return since is not None and utcnow() < datetime.fromisoformat(str(since)) + timedelta(seconds=settle)
+
+
+def _wait_for_lookup(context: Context, job: Job, worker_id: str, settle: float) -> None:
+    """Look again once the tracker's index has caught up, rather than risk a second issue now."""
+    assert job.id is not None
+    since = datetime.fromisoformat(str(job.payload[jobs.OUTCOME_UNKNOWN_SINCE]))
+    delay = max(1.0, (since + timedelta(seconds=settle) - utcnow()).total_seconds())
+    with context.write() as session:
+        if (mine := jobs.still_mine(session, job.id, worker_id)) is not None:
+            jobs.retry(session, mine, "an earlier attempt may have filed the issue; waiting for the lookup", delay)
+
+
 def _record_failure(context: Context, job: Job, worker_id: str, exc: TrackerError, retry_in: float | None) -> None:
     assert job.id is not None and job.action_id is not None
     with context.write() as session:
@@ -233,6 +256,8 @@ def _record_failure(context: Context, job: Job, worker_id: str, exc: TrackerErro
         if retry_in is not None:
             note = " (the issue may exist; it will be looked up first)" if isinstance(exc, OutcomeUnknown) else ""
             log.info("filing action %s: %s; retry in %.0fs%s", action.id, exc.message, retry_in, note)
+            if isinstance(exc, OutcomeUnknown):
+                jobs.mark_outcome_unknown(mine)
             jobs.retry(session, mine, exc.message, retry_in)
             if isinstance(exc, Unreachable) and action.tracker_kind:
                 # The whole tracker is down, not this one request: every job waiting on it waits until the same

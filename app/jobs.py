@@ -12,6 +12,7 @@ from sqlmodel import Field, Session, SQLModel, select
 from app.db import UTCDateTime, insert_ignoring_conflict, is_postgres, utcnow
 
 LEASE = timedelta(minutes=5)
+OUTCOME_UNKNOWN_SINCE = "outcome_unknown_since"  # payload key
 MAX_BACKOFF = 3600.0
 
 
@@ -70,11 +71,19 @@ def claim(session: Session, worker_id: str, now: datetime | None = None) -> Job 
     job = session.exec(query).first()
     if job is None:
         return None
+    if job.status == "running":
+        mark_outcome_unknown(job, now)  # its worker died mid-job: it may have done the job's effect already
     job.status, job.locked_by, job.locked_until = "running", worker_id, now + LEASE
     job.attempts += 1
     session.add(job)
     session.flush()
     return job
+
+
+def mark_outcome_unknown(job: Job, now: datetime | None = None) -> None:
+    """Remember (once) since when the job's effect may have happened without us knowing."""
+    if OUTCOME_UNKNOWN_SINCE not in job.payload:
+        job.payload = {**job.payload, OUTCOME_UNKNOWN_SINCE: (now or utcnow()).isoformat()}
 
 
 def still_mine(session: Session, job_id: int, worker_id: str) -> Job | None:

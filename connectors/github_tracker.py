@@ -34,6 +34,7 @@ from connectors.tracker import (
 MARKER = "<!-- aftermath:key={key} -->"
 TITLE_MAX, BODY_MAX, LABEL_MAX, LABELS_MAX = 256, 65536, 50, 100  # GitHub's own limits
 PAGE = 100  # GitHub's maximum per_page
+MAX_FIND_PAGES = 50  # 5,000 issues created since the first attempt: beyond any plausible backoff
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _KEY = re.compile(r"^(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)#(?P<number>[1-9][0-9]*)$")
@@ -52,6 +53,7 @@ class GitHubTracker:
     """One GitHub (github.com, or GHES via `api_url`) and one token; a target is `{"kind":"github","repo":"o/r"}`."""
 
     kind = "github"
+    lookup_settle = 0.0  # the repository listing is not an index: a created issue is in it at once
 
     def __init__(
         self,
@@ -142,15 +144,22 @@ class GitHubTracker:
         except requests.RequestException as exc:
             raise _transport_error(exc, f"updating {key}", write=False) from exc
 
-    def find_issue(self, target: dict[str, Any], idempotency_key: str) -> IssueRef | None:
-        """Newest-first repository listing matched on the body marker; not search, whose index lags writes."""
+    def find_issue(
+        self, target: dict[str, Any], idempotency_key: str, created_after: datetime | None = None
+    ) -> IssueRef | None:
+        """Newest-first repository listing matched on the body marker; not search, whose index lags writes.
+
+        With `created_after` (no earlier attempt can have created the issue before it), paging goes on until the
+        listing reaches older issues, however busy the repository was since; without it, `find_pages` pages.
+        """
         repo = _target_repo(target)
         marker = _marker(idempotency_key)
         params = {"state": "all", "sort": "created", "direction": "desc", "per_page": str(PAGE)}
         if self._creator:
             params["creator"] = self._creator
         url: str | None = f"/repos/{repo}/issues"
-        for _ in range(self._find_pages):
+        pages = MAX_FIND_PAGES if created_after is not None else self._find_pages
+        for _ in range(pages):
             if url is None:
                 break
             _, headers, items = self._get(url, params, f"repository {repo}")
@@ -158,6 +167,9 @@ class GitHubTracker:
             if hits:  # more than one means an earlier duplicate: the oldest is the one to keep
                 first = min(hits, key=lambda i: int(i["number"]))
                 return IssueRef(key=f"{repo}#{first['number']}", url=str(first["html_url"]))
+            oldest = _parse_time(items[-1].get("created_at")) if items else None
+            if created_after is not None and (oldest is None or oldest < created_after):
+                return None  # listed back past the first attempt: the issue was never created
             url, params = _next_link(headers), {}
         return None
 

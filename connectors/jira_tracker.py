@@ -64,6 +64,7 @@ class JiraTracker:
     """One Jira site. Cloud when `user` (the account e-mail) is given: Basic email:API-token; else a Server/DC PAT."""
 
     kind = "jira"
+    lookup_settle = 60.0  # search/jql is eventually consistent: a fresh issue can be missing from it for a while
 
     def __init__(self, url: str, user: str | None, token: str, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
@@ -73,7 +74,9 @@ class JiraTracker:
         self._jira: JIRA | None = None  # built on first use, so constructing a tracker never touches the network
 
     # -- Tracker protocol ------------------------------------------------------------------------------------------
-    def find_issue(self, target: dict[str, Any], idempotency_key: str) -> IssueRef | None:
+    def find_issue(
+        self, target: dict[str, Any], idempotency_key: str, created_after: datetime | None = None
+    ) -> IssueRef | None:
         """The issue carrying this key's label (1 search request).
 
         Jira's search index is eventually consistent: a miss right after an OutcomeUnknown create proves little,

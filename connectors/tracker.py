@@ -90,8 +90,14 @@ class Tracker(Protocol):
 
     kind: str  # "jira" | "github"
 
-    def find_issue(self, target: dict[str, Any], idempotency_key: str) -> IssueRef | None:
-        """Return the issue filed earlier with this key, if the tracker has one."""
+    # How long after a create of unknown outcome a lookup that finds nothing may still be wrong (a search index
+    # that lags writes): until then the caller waits instead of creating again.
+    lookup_settle: float
+
+    def find_issue(
+        self, target: dict[str, Any], idempotency_key: str, created_after: datetime | None = None
+    ) -> IssueRef | None:
+        """Return the issue filed earlier with this key, if the tracker has one (created after `created_after`)."""
 
     def create_issue(self, target: dict[str, Any], draft: IssueDraft) -> IssueRef:
         """File the issue. Raises RetryLater/OutcomeUnknown/PermanentError."""

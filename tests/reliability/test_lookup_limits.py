@@ -1,10 +1,9 @@
-"""Known gaps in "look up before creating again" after a create whose answer was lost (strict xfail: they fail
-today; when a fix lands they pass, and the strict mark makes that visible so it is removed).
+"""Look up before creating again, at the edges: after a create whose answer was lost,
 
-- GitHub: the lookup lists only the 200 newest issues of the repository; more issues filed there (by anyone) between
-  the lost answer and the retry hide the first one, and the action is filed twice.
-- Jira: the lookup is a JQL search, whose index lags writes; a retry that comes before the index has the issue
-  (the first retry comes after ~2 s) finds nothing, and the action is filed twice.
+- GitHub: many issues filed in the repository (by anyone) between the lost answer and the retry must not hide the
+  first one: the lookup pages back to the job's creation, not a fixed number of pages;
+- Jira: the lookup is a JQL search, whose index lags writes; a retry before the index has the issue must wait
+  (the tracker's `lookup_settle`) instead of filing a second one.
 """
 
 from __future__ import annotations
@@ -56,7 +55,6 @@ def _retry_now(context: Context, worker: Worker) -> None:
         pass
 
 
-@pytest.mark.xfail(strict=True, reason="GitHub find_issue looks at the 200 newest issues only")
 def test_github_lost_answer_then_250_other_issues_still_one_issue(
     service: Context, fakes: tuple[FakeJira, FakeGitHub]
 ) -> None:
@@ -73,7 +71,6 @@ def test_github_lost_answer_then_250_other_issues_still_one_issue(
     assert len([i for i in github.issues(GITHUB_REPO) if "aftermath-action-1" in (i.body or "")]) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="a Jira search that lags the create is trusted at the first retry")
 def test_jira_lost_answer_with_a_lagging_search_index_still_one_issue(
     service: Context, fakes: tuple[FakeJira, FakeGitHub]
 ) -> None:
