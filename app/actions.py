@@ -182,7 +182,13 @@ def update(
     record_revision(session, postmortem, author, {"action_changed": {"id": action.id, **changes}})
     session.flush()  # the action's row is written (and, on PostgreSQL, locked) before the job table is looked at
     pushed = sorted(name for name in changes if name in ISSUE_FIELDS)
-    # An unfiled action needs nothing: its file job reads the action as it is when it runs.
+    # An unfiled action needs nothing but its place in the queue: its file job reads the action when it runs.
+    if "due_date" in changes and not action.tracker_key:
+        session.execute(
+            sql_update(Job)
+            .where(Job.action_id == action.id, Job.kind == "file_action", Job.status == "pending")  # type: ignore[arg-type]
+            .values(sort_date=action.due_date)
+        )
     if action.tracker_key and pushed:
         # After a failed update the issue may lag behind in other fields too: push everything (an empty list).
         queue_issue_update(session, action, [] if action.last_error else pushed)

@@ -100,18 +100,22 @@ def append(
     return entry
 
 
-def verify(session: Session, batch: int = 5000) -> tuple[bool, int, int | None]:
-    """Walk the whole chain in id order; return (ok, entries checked, first bad id)."""
+def verify(session: Session, batch: int = 5000) -> tuple[bool, int, int | None, str]:
+    """Walk the whole chain in id order; return (ok, entries checked, first bad id, hash of the last good entry).
+
+    Removing entries from the end leaves a valid, shorter chain: only someone who kept an earlier head hash (say,
+    a monitor scraping this) can tell. Everything else — a changed, re-hashed or removed entry — breaks the chain.
+    """
     prev, count, after = GENESIS, 0, 0
     expected_id = 1
     while True:
         query = select(LedgerEntry).where(LedgerEntry.id > after).order_by(LedgerEntry.id).limit(batch)  # type: ignore[arg-type,operator]
         rows = session.exec(query).all()
         if not rows:
-            return True, count, None
+            return True, count, None, prev
         for entry in rows:
             if entry.id != expected_id or entry.prev_hash != prev or entry_hash(entry) != entry.hash:
-                return False, count, entry.id
+                return False, count, entry.id, prev
             prev, count, expected_id = entry.hash, count + 1, expected_id + 1
         after = rows[-1].id or 0
 

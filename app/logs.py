@@ -29,5 +29,5 @@ def configure(secrets: list[str], level: int = logging.INFO) -> None:
     root.setLevel(level)
     redact = RedactSecrets(secrets)
     for existing in root.handlers:
-        existing.filters = [f for f in handler.filters if not isinstance(f, RedactSecrets)]
+        existing.filters = [f for f in existing.filters if not isinstance(f, RedactSecrets)]
         existing.addFilter(redact)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from fastapi.testclient import TestClient
+from sqlmodel import select
 
+from app.context import Context
 from tests.helpers import READ, WRITE, add_finding, make_postmortem, pd_event, post_pd
 
 
@@ -169,7 +171,7 @@ def test_owner_and_due_date_changes_go_to_the_ledger(client: TestClient) -> None
     assert len(entries) == 2 and entries[0]["details"]["to"] == "bob@example.com"
     assert entries[1]["prev_hash"] == entries[0]["hash"]
     verify = client.get("/api/v1/ledger/verify", headers=READ).json()
-    assert verify == {"ok": True, "entries": 2}
+    assert verify == {"ok": True, "entries": 2, "head_hash": entries[1]["hash"]}
     assert client.get("/api/v1/ledger", params={"since_id": 1}, headers=READ).json()["items"][0]["id"] == 2
 
 
@@ -202,3 +204,19 @@ def test_health_and_readiness(client: TestClient) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ok"
     assert client.get("/metrics").status_code == 200
+
+
+def test_a_new_due_date_moves_the_unfiled_action_in_the_filing_queue(client: TestClient, context: Context) -> None:
+    from app.jobs import Job
+
+    pm = make_postmortem(client, _incident(client)["id"])
+    finding = add_finding(client, pm["id"])
+    action = client.post(
+        f"/api/v1/postmortems/{pm['id']}/actions",
+        json={"title": "t", "due_date": "2031-01-01", "finding_ids": [finding["id"]]},
+        headers=WRITE,
+    ).json()
+    client.patch(f"/api/v1/actions/{action['id']}", json={"due_date": "2030-02-03"}, headers=WRITE)
+    with context.read() as session:
+        job = session.exec(select(Job).where(Job.action_id == action["id"])).one()
+    assert job.kind == "file_action" and job.sort_date == date(2030, 2, 3)

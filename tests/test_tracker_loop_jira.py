@@ -73,7 +73,11 @@ def test_status_changes_come_back_once_each(api: TestClient, wired: Context, fak
     assert entries[1]["tracker_status"] == "In Progress" and entries[1]["source"] == "poll"
     done = api.get("/api/v1/actions", params={"status": "done"}, headers=READ).json()["items"]
     assert [a["id"] for a in done] == [action["id"]]
-    assert api.get("/api/v1/ledger/verify", headers=READ).json() == {"ok": True, "entries": 5}
+    assert api.get("/api/v1/ledger/verify", headers=READ).json() == {
+        "ok": True,
+        "entries": 5,
+        "head_hash": entries[-1]["hash"],
+    }
 
 
 def test_poll_batches_keys_in_one_search_per_hundred(api: TestClient, wired: Context, fake_jira: FakeJira) -> None:

@@ -36,5 +36,5 @@ def list_entries(
 @router.get("/verify", response_model=VerifyOut, response_model_exclude_none=True)
 def verify_chain(context: ContextDep, _: Reader) -> VerifyOut:
     with context.read() as session:
-        ok, entries, first_bad = ledger.verify(session)
-    return VerifyOut(ok=ok, entries=entries, first_bad_id=first_bad)
+        ok, entries, first_bad, head = ledger.verify(session)
+    return VerifyOut(ok=ok, entries=entries, first_bad_id=first_bad, head_hash=head)

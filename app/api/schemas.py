@@ -238,3 +238,4 @@ class VerifyOut(BaseModel):
     ok: bool
     entries: int
     first_bad_id: int | None = None
+    head_hash: str = Field(description="hash of the last verified entry; keep it to detect entries cut off the end")

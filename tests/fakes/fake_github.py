@@ -524,6 +524,7 @@ def _assignees(body: dict[str, Any]) -> list[str]:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    disable_nagle_algorithm = True  # else every answer waits ~40 ms for the client's delayed ACK
     protocol_version = "HTTP/1.1"  # keep-alive like the real API; every answer carries Content-Length
     fake: FakeGitHub
 

@@ -672,6 +672,7 @@ def _wanted(raw: Any, default: set[str] | None) -> set[str] | None:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    disable_nagle_algorithm = True  # else every answer waits ~40 ms for the client's delayed ACK
     protocol_version = "HTTP/1.1"  # keep-alive like a real Jira; every answer carries Content-Length
 
     def _serve(self) -> None:

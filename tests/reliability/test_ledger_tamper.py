@@ -47,13 +47,13 @@ def _verify(client: TestClient) -> dict[str, Any]:
 
 def test_changed_rehashed_and_deleted_rows_are_detected(client: TestClient, context: Context) -> None:
     entries = _ledger_with_entries(client)
-    assert _verify(client) == {"ok": True, "entries": 5}
+    assert _verify(client) == {"ok": True, "entries": 5, "head_hash": entries[-1]["hash"]}
     second, third = entries[1]["id"], entries[2]["id"]
 
     # A changed row: its own hash no longer matches.
     with context.write() as session:
         session.execute(update(LedgerEntry).where(LedgerEntry.id == second).values(details={"to": "2030-12-31"}))  # type: ignore[arg-type]
-    assert _verify(client) == {"ok": False, "entries": 1, "first_bad_id": second}
+    assert _verify(client) == {"ok": False, "entries": 1, "first_bad_id": second, "head_hash": entries[0]["hash"]}
 
     # Changed back exactly: the chain holds again (the hash covers content, nothing else).
     with context.write() as session:
@@ -67,7 +67,7 @@ def test_changed_rehashed_and_deleted_rows_are_detected(client: TestClient, cont
         row.from_status = "done"
         row.hash = entry_hash(row)
         session.add(row)
-    assert _verify(client) == {"ok": False, "entries": 2, "first_bad_id": third}
+    assert _verify(client) == {"ok": False, "entries": 2, "first_bad_id": third, "head_hash": row.hash}
     with context.write() as session:
         row = session.get(LedgerEntry, second)
         assert row is not None
@@ -79,4 +79,14 @@ def test_changed_rehashed_and_deleted_rows_are_detected(client: TestClient, cont
     # A deleted row: the ids have a gap and the next row's prev_hash points at nothing.
     with context.write() as session:
         session.execute(delete(LedgerEntry).where(LedgerEntry.id == second))  # type: ignore[arg-type]
-    assert _verify(client) == {"ok": False, "entries": 1, "first_bad_id": third}
+    assert _verify(client) == {"ok": False, "entries": 1, "first_bad_id": third, "head_hash": entries[0]["hash"]}
+
+
+def test_entries_cut_off_the_end_show_as_a_different_head(client: TestClient, context: Context) -> None:
+    entries = _ledger_with_entries(client)
+    kept_head = _verify(client)["head_hash"]
+    with context.write() as session:
+        session.execute(delete(LedgerEntry).where(LedgerEntry.id == entries[-1]["id"]))  # type: ignore[arg-type]
+    after = _verify(client)
+    # The shorter chain is valid in itself; the head a monitor kept is what tells.
+    assert after["ok"] is True and after["entries"] == len(entries) - 1 and after["head_hash"] != kept_head
