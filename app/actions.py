@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlalchemy import update as sql_update
 from sqlmodel import Field, Session, SQLModel, select
 
@@ -30,12 +30,17 @@ UPDATE_ISSUE = "update_issue"
 
 
 class Action(SQLModel, table=True):
+    # The list filters page by id (keyset): (filter, id) indexes hand PostgreSQL the rows of one status or owner
+    # already in id order. With status alone it walked the whole table by primary key whenever few rows matched
+    # (open and overdue: 53 ms over 100,000 actions when none was overdue, 14 ms with (status, id)).
+    __table_args__ = (Index("ix_action_status_id", "status", "id"), Index("ix_action_owner_id", "owner", "id"))
+
     id: int | None = Field(default=None, primary_key=True)
     postmortem_id: int = Field(foreign_key="postmortem.id", index=True)
     title: str = Field(sa_column=Column(Text, nullable=False))
     description: str | None = Field(default=None, sa_column=Column(Text))
     kind: str = Field(default="technical", max_length=32)
-    owner: str | None = Field(default=None, max_length=255, index=True)
+    owner: str | None = Field(default=None, max_length=255)
     due_date: date | None = Field(default=None, index=True)
     priority: str = Field(default="medium", max_length=16)
     success_metric: str | None = Field(default=None, sa_column=Column(Text))
@@ -45,7 +50,7 @@ class Action(SQLModel, table=True):
     tracker_url: str | None = Field(default=None, sa_column=Column(Text))
     tracker_status: str | None = Field(default=None, max_length=255)
     tracker_state: str = Field(default="ok", max_length=16)  # ok | missing
-    status: str = Field(default="unfiled", max_length=16, index=True)
+    status: str = Field(default="unfiled", max_length=16)
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     filed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

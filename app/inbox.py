@@ -73,8 +73,8 @@ def store_many(session: Session, deliveries: list[Delivery]) -> list[bool]:
             "received_at": d.received_at,
             "processed_at": None if d.pending else d.received_at,
         })
-    # Key order: two batches committing at once (PostgreSQL) then lock the same new keys in the same order and
-    # cannot deadlock on a redelivery that sits in both.
+    # Key order: two server processes committing at once (PostgreSQL) then lock the same new keys in the same order
+    # and cannot deadlock on a redelivery that sits in both batches.
     rows.sort(key=lambda row: (row["source"], row["external_id"]))
     # One constant Core statement run with a list of rows: SQLAlchemy compiles it once and sends the rows as
     # multi-row VALUES batches ("insertmanyvalues"); an ORM insert(...).values(rows) was compiled anew for every

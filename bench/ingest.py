@@ -96,7 +96,7 @@ def drain(db: Database, timeout: float) -> dict[str, Any]:
 
 
 def profile(pids: list[int], seconds: float, out: Path) -> list[subprocess.Popen[bytes]]:
-    """py-spy on every server process for the closed-loop run (collapsed stacks, for flamegraph.pl or reading)."""
+    """py-spy on every server process for one run (collapsed stacks per thread, for flamegraph.pl or reading)."""
     spy = str(ROOT / ".venv" / "bin" / "py-spy")
     return [
         subprocess.Popen(
@@ -111,7 +111,6 @@ def profile(pids: list[int], seconds: float, out: Path) -> list[subprocess.Popen
                 "200",
                 "--format",
                 "raw",
-                "--idle",
                 "--threads",
                 "--output",
                 str(out.with_suffix(f".{pid}.txt")),
