@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlmodel import Session, select
 
@@ -23,6 +24,7 @@ from connectors.tracker import (
     OutcomeUnknown,
     PermanentError,
     RetryLater,
+    Tracker,
     TrackerError,
     Unreachable,
 )
@@ -108,6 +110,17 @@ def _load(session: Session, action_id: int) -> tuple[Action, Postmortem, list[Fi
     return action, postmortem, found
 
 
+def _tracker_and_draft(
+    context: Context, action: Action, postmortem: Postmortem, found: list[Finding]
+) -> tuple[Tracker, dict[str, Any], IssueDraft]:
+    """The action's tracker client, its target, and the issue as it should read now."""
+    target = action.tracker or {}
+    tracker = context.tracker(str(target.get("kind")))
+    if tracker is None:
+        raise PermanentError(f"{target.get('kind')} is not configured: set its AFTERMATH_* connection settings")
+    return tracker, target, build_draft(context.mappings, context.settings.public_url, action, postmortem, found)
+
+
 def file_action(context: Context, job: Job, worker_id: str) -> None:
     """Look for the issue by its idempotency key before creating it, so no failure mode can file it twice."""
     assert job.action_id is not None and job.id is not None
@@ -118,12 +131,8 @@ def file_action(context: Context, job: Job, worker_id: str) -> None:
             if (mine := jobs.still_mine(session, job.id, worker_id)) is not None:
                 jobs.finish(session, mine)
         return
-    target = action.tracker or {}
-    tracker = context.tracker(str(target.get("kind")))
     try:
-        if tracker is None:
-            raise PermanentError(f"{target.get('kind')} is not configured: set its AFTERMATH_* connection settings")
-        draft = build_draft(context.mappings, context.settings.public_url, action, postmortem, found)
+        tracker, target, draft = _tracker_and_draft(context, action, postmortem, found)
         ref = None
         if job.attempts > 1:
             # No attempt can have created the issue before the job existed (a minute's slack for clock skew).
@@ -166,12 +175,8 @@ def update_issue(context: Context, job: Job, worker_id: str) -> None:
     parts = issue_parts([str(name) for name in job.payload.get("fields") or []])
     error: TrackerError | None = None
     if action.tracker_key:  # always set when queued; nothing to rewrite otherwise
-        target = action.tracker or {}
-        tracker = context.tracker(str(target.get("kind")))
         try:
-            if tracker is None:
-                raise PermanentError(f"{target.get('kind')} is not configured: set its AFTERMATH_* connection settings")
-            draft = build_draft(context.mappings, context.settings.public_url, action, postmortem, found)
+            tracker, target, draft = _tracker_and_draft(context, action, postmortem, found)
             tracker.update_issue(target, action.tracker_key, draft, parts)
         except TrackerError as exc:
             error = exc
