@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from app import inbox, postmortems, recurrence, tracking
@@ -68,6 +69,12 @@ def process_pending(session: Session, mappings: Mappings, limit: int = 200) -> i
                 recurrence.link_if_recurring(session, incident)
                 open_postmortem_if_due(session, mappings, incident)
                 row.incident_id = incident.id
+        except OperationalError:
+            # A deadlock with another applier (or the database going away) is transient: the event stays pending and
+            # is applied on a later pass, instead of being parked as failed.
+            log.warning("inbound event %s not applied this time (transient database error); it stays pending", row.id)
+            session.flush()
+            return rows.index(row)  # what was applied; 0 lets the caller pause before trying again
         except Exception as exc:  # a parser or domain bug: park the event with the reason instead of looping on it
             log.exception("inbound event %s could not be applied", row.id)
             row.status, row.reason = "failed", f"{type(exc).__name__}: {exc}"[:2000]

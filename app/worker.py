@@ -49,10 +49,11 @@ class Worker:
     def apply_inbox(self) -> int:
         """Apply every stored, not yet applied alert event to its incident, in short transactions.
 
-        Webhook deliveries come first: while they keep arriving (a group commit set the inbox signal during the
-        last batch), pause after each batch for INGEST_SHARE times as long as it took. On SQLite a long apply
-        transaction would hold the write lock that the next group commit waits for; in any case applying events
-        costs far more CPU (and GIL) than storing them. The backlog is applied at full speed once the burst ends.
+        Webhook deliveries come first: while they keep arriving (a group commit during the last batch, deliveries
+        queued or being committed in this process, or a commit in the last 20 ms), pause after each batch (see
+        _yield_to_ingest). On SQLite an apply transaction holds the write lock that the next group commit waits for;
+        in any case applying an event costs far more CPU (and GIL) than storing it. A burst's backlog waits in the
+        inbox and is applied at full speed once the burst ends.
         """
         total, engine = 0, self.context.engine
         batch = APPLY_BATCH.get(engine.dialect.name, 10)
