@@ -62,17 +62,19 @@ def store_many(session: Session, deliveries: list[Delivery]) -> list[bool]:
         if key in seen:
             continue  # the same event twice in one batch: the second is a duplicate
         seen.add(key)
-        rows.append({
-            "source": d.source,
-            "external_id": key[1],
-            "event_type": storable(d.event_type or "")[:128] or None,
-            "status": d.status,
-            "reason": storable(d.reason) if d.reason is not None else None,
-            # Decoding with "replace" leaves no surrogates; a raw NUL can only be in a body that is not JSON.
-            "body": d.body.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
-            "received_at": d.received_at,
-            "processed_at": None if d.pending else d.received_at,
-        })
+        rows.append(
+            {
+                "source": d.source,
+                "external_id": key[1],
+                "event_type": storable(d.event_type or "")[:128] or None,
+                "status": d.status,
+                "reason": storable(d.reason) if d.reason is not None else None,
+                # Decoding with "replace" leaves no surrogates; a raw NUL can only be in a body that is not JSON.
+                "body": d.body.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
+                "received_at": d.received_at,
+                "processed_at": None if d.pending else d.received_at,
+            }
+        )
     # Key order: two server processes committing at once (PostgreSQL) then lock the same new keys in the same order
     # and cannot deadlock on a redelivery that sits in both batches.
     rows.sort(key=lambda row: (row["source"], row["external_id"]))
@@ -125,11 +127,3 @@ def claim_pending(session: Session, limit: int) -> list[InboundEvent]:
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
     return list(session.exec(query).all())
-
-
-def pending_count(session: Session) -> int:
-    from sqlalchemy import func
-
-    pending = InboundEvent.processed_at.is_(None)  # type: ignore[union-attr]
-    query = select(func.count()).select_from(InboundEvent).where(pending)
-    return int(session.exec(query).one())

@@ -138,11 +138,3 @@ def due(session: Session, name: str, interval: float, now: datetime | None = Non
         .values(next_run_at=now + timedelta(seconds=interval))
     )
     return bool(moved.rowcount)  # type: ignore[attr-defined]
-
-
-def counts(session: Session) -> dict[str, int]:
-    rows = session.exec(select(Job.status)).all()
-    result: dict[str, int] = {}
-    for status in rows:
-        result[status] = result.get(status, 0) + 1
-    return result

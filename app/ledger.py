@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, func
+from sqlalchemy import JSON, Column
 from sqlmodel import Field, Session, SQLModel, select
 
 from app.db import UTCDateTime, lock_for_chain, page, utcnow
@@ -118,10 +118,6 @@ def verify(session: Session, batch: int = 5000) -> tuple[bool, int, int | None, 
                 return False, count, entry.id, prev
             prev, count, expected_id = entry.hash, count + 1, expected_id + 1
         after = rows[-1].id or 0
-
-
-def count(session: Session) -> int:
-    return int(session.exec(select(func.count()).select_from(LedgerEntry)).one())
 
 
 def list_page(
