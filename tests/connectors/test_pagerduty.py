@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import hmac
 import itertools
 import json
-import random
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import pytest
 
 from connectors.events import AlertEvent, PayloadError
 from connectors.pagerduty import parse, verify_signature
+from tests.connectors.fuzzing import fuzz
 
 PAYLOADS = Path(__file__).resolve().parents[3] / "shared" / "payloads"
 SKIP_REASON = f"shared payload folder not found at {PAYLOADS} (expects shared/ beside the repo checkout)"
@@ -451,27 +450,6 @@ ODD: list[Any] = [
 ]  # fmt: skip
 
 
-def _mutate(doc: Any, rng: random.Random) -> Any:
-    """Delete or replace one node picked uniformly from the whole tree, so deep fields get hit too."""
-    slots: list[tuple[Any, Any]] = []
-
-    def walk(node: Any) -> None:
-        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-        for key, child in items:
-            slots.append((node, key))
-            walk(child)
-
-    walk(doc)
-    if not slots:
-        return copy.deepcopy(rng.choice(ODD))
-    container, key = rng.choice(slots)
-    if isinstance(container, dict) and rng.random() < 0.25:
-        del container[key]
-    else:
-        container[key] = copy.deepcopy(rng.choice(ODD))
-    return doc
-
-
 def _seeds() -> list[dict[str, Any]]:
     seeds = [_event(t) for t in ("incident.triggered", "incident.priority_updated", "pagey.ping")]
     seeds.append(_child_event("incident.annotated", {"content": "n", "type": "incident_note"}))
@@ -505,32 +483,5 @@ def test_deep_nesting_near_recursion_limit(nesting: int, stack: int) -> None:
 
 
 def test_fuzz_only_payload_error_or_success() -> None:
-    rng = random.Random(20260314)
-    seeds = _seeds()
-    outcomes = {"ok": 0, "error": 0}
-    for _ in range(4000):
-        doc = copy.deepcopy(rng.choice(seeds))
-        for _ in range(rng.randint(1, 4)):
-            doc = _mutate(doc, rng)
-        body = json.dumps(doc, ensure_ascii=rng.random() < 0.5).encode("utf-8")
-        if rng.random() < 0.15:  # byte-level damage: truncate, flip or splice
-            raw = bytearray(body)
-            pos = rng.randrange(len(raw) + 1)
-            choice = rng.random()
-            if choice < 0.33:
-                del raw[pos:]
-            elif choice < 0.66 and raw:
-                raw[min(pos, len(raw) - 1)] = rng.randrange(256)
-            else:
-                raw[pos:pos] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
-            body = bytes(raw)
-        try:
-            event = parse(body)
-        except PayloadError:
-            outcomes["error"] += 1
-            continue
-        outcomes["ok"] += 1
-        assert isinstance(event, AlertEvent) and event.event_id
-        assert event.at is None or event.at.utcoffset() == timedelta(0)
-        assert event.kind is None or isinstance(event.incident_external_id, str)
+    outcomes = fuzz(parse, _seeds(), ODD, seed=20260314)
     assert outcomes["ok"] > 100 and outcomes["error"] > 100, outcomes
