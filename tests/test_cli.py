@@ -43,9 +43,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_serve_migrates_prints_a_first_token_once_and_serves(tmp_path: Path) -> None:
-    port = _free_port()
-    proc = subprocess.Popen(
+def _serve(tmp_path: Path, port: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [*AFTERMATH, "serve", "--port", str(port)],
         cwd=tmp_path,
         env=_env(tmp_path),
@@ -53,6 +52,11 @@ def test_serve_migrates_prints_a_first_token_once_and_serves(tmp_path: Path) -> 
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def test_serve_migrates_prints_a_first_token_once_and_serves(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = _serve(tmp_path, port)
     try:
         output, token = "", None
         deadline = time.time() + 60
@@ -67,7 +71,8 @@ def test_serve_migrates_prints_a_first_token_once_and_serves(tmp_path: Path) -> 
                 if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
                     break
             except httpx.HTTPError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         headers = {"Authorization": f"Bearer {token}"}
         assert httpx.get(f"http://127.0.0.1:{port}/api/v1/incidents", headers=headers).status_code == 200
         assert httpx.get(f"http://127.0.0.1:{port}/api/v1/incidents").status_code == 401
@@ -75,14 +80,7 @@ def test_serve_migrates_prints_a_first_token_once_and_serves(tmp_path: Path) -> 
         proc.terminate()
         proc.wait(timeout=20)
     # A second start finds a token in the database and prints none.
-    second = subprocess.Popen(
-        [*AFTERMATH, "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    second = _serve(tmp_path, port)
     try:
         time.sleep(4)
     finally:

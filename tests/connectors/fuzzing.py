@@ -63,3 +63,13 @@ def fuzz(parse: Callable[[bytes], AlertEvent], seeds: list[Any], odd: list[Any],
         assert event.at is None or event.at.utcoffset() == timedelta(0)
         assert event.kind is None or isinstance(event.incident_external_id, str)
     return outcomes
+
+
+def parse_at_depth(parse: Callable[[bytes], AlertEvent], depth: int, body: bytes) -> AlertEvent | None:
+    """Parse with `depth` frames already on the stack (deep JSON near the recursion limit); None for PayloadError."""
+    if depth:
+        return parse_at_depth(parse, depth - 1, body)
+    try:
+        return parse(body)
+    except PayloadError:
+        return None

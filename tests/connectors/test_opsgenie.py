@@ -13,7 +13,7 @@ import pytest
 
 from connectors.events import AlertEvent, PayloadError
 from connectors.opsgenie import normalize_priority, parse, verify_token
-from tests.connectors.fuzzing import fuzz
+from tests.connectors.fuzzing import fuzz, parse_at_depth
 
 PAYLOADS = Path(__file__).resolve().parents[3] / "shared" / "payloads"
 SKIP_REASON = f"shared payload folder not found at {PAYLOADS} (expects shared/ beside the repo checkout)"
@@ -455,15 +455,6 @@ def _seeds() -> list[dict[str, Any]]:
     return seeds
 
 
-def _deep_stack(depth: int, body: bytes) -> AlertEvent | None:
-    if depth:
-        return _deep_stack(depth - 1, body)
-    try:
-        return parse(body)
-    except PayloadError:
-        return None
-
-
 @pytest.mark.parametrize("nesting", [500, 950, 980, 990, 995, 999, 1000, 1500])
 @pytest.mark.parametrize("stack", [0, 20, 200])
 def test_deep_nesting_near_recursion_limit(nesting: int, stack: int) -> None:
@@ -473,7 +464,7 @@ def test_deep_nesting_near_recursion_limit(nesting: int, stack: int) -> None:
         '{"action":"UpdatePriority","alert":{"alertId":"a","updatedAt":1,"priority":@N@,"oldPriority":@N@}}',
         '{"action":"Create","alert":{"alertId":"a","updatedAt":@N@}}',
     ):
-        _deep_stack(stack, body.replace("@N@", nest).encode())  # only PayloadError may be raised
+        parse_at_depth(parse, stack, body.replace("@N@", nest).encode())  # only PayloadError may be raised
 
 
 def test_fuzz_only_payload_error_or_success() -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from connectors.events import AlertEvent, PayloadError
 from connectors.pagerduty import parse, verify_signature
-from tests.connectors.fuzzing import fuzz
+from tests.connectors.fuzzing import fuzz, parse_at_depth
 
 PAYLOADS = Path(__file__).resolve().parents[3] / "shared" / "payloads"
 SKIP_REASON = f"shared payload folder not found at {PAYLOADS} (expects shared/ beside the repo checkout)"
@@ -460,15 +460,6 @@ def _seeds() -> list[dict[str, Any]]:
     return seeds
 
 
-def _deep_stack(depth: int, body: bytes) -> AlertEvent | None:
-    if depth:
-        return _deep_stack(depth - 1, body)
-    try:
-        return parse(body)
-    except PayloadError:
-        return None
-
-
 @pytest.mark.parametrize("nesting", [500, 950, 980, 990, 995, 999, 1000, 1500])
 @pytest.mark.parametrize("stack", [0, 20, 200])
 def test_deep_nesting_near_recursion_limit(nesting: int, stack: int) -> None:
@@ -479,7 +470,7 @@ def test_deep_nesting_near_recursion_limit(nesting: int, stack: int) -> None:
         head + '"occurred_at":"2026-01-01T00:00:00Z","data":{"type":"incident","id":"x","title":@N@}}}',
         head + '"occurred_at":"2026-01-01T00:00:00Z","data":{"type":"incident","id":@N@}}}',
     ):
-        _deep_stack(stack, body.replace("@N@", nest).encode())  # only PayloadError may be raised
+        parse_at_depth(parse, stack, body.replace("@N@", nest).encode())  # only PayloadError may be raised
 
 
 def test_fuzz_only_payload_error_or_success() -> None:
