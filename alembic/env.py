@@ -1,10 +1,10 @@
-"""Alembic environment: one history for SQLite and PostgreSQL, driven from app.models' metadata."""
+"""Alembic environment: one history for SQLite and PostgreSQL, driven from the metadata of app.tables."""
 
 from __future__ import annotations
 
 from sqlalchemy import pool
 
-import app.models  # noqa: F401  (registers every table on the metadata)
+import app.tables  # noqa: F401  (registers every table on the metadata)
 from alembic import context
 from app.db import make_engine, metadata
 

@@ -5,28 +5,24 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
-from sqlalchemy import update as sql_update
+from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, Session, SQLModel, select
 
 from app import jobs, ledger
-from app.db import UTCDateTime, page, utcnow
+from app.db import EnumText, PydanticJSON, UTCDateTime, page, utcnow
 from app.errors import Invalid, NotFound
 from app.findings import Finding
 from app.incidents import Incident
-from app.jobs import Job
-from app.mappings import GitHubTarget, JiraTarget, Mappings
+from app.jobs import JobKind
+from app.mappings import Mappings
 from app.postmortems import Postmortem, record_revision
+from app.vocabulary import CLOSED, ActionKind, ActionStatus, LedgerKind, LedgerSource, Priority, TrackerState
+from connectors.targets import TARGET, Target, TrackerKind
 
-KINDS = ("technical", "process", "organizational", "monitoring", "test")
-PRIORITIES = ("critical", "high", "medium", "low")
-STATUSES = ("unfiled", "open", "in_progress", "done", "wont_do")
-CLOSED = ("done", "wont_do")
 EDITABLE = ("title", "description", "kind", "owner", "due_date", "priority", "success_metric")
 # What the filed tracker issue shows of an action (its title, body, assignee, due date, priority, backlink): an edit to
 # one of these is pushed to the issue. `kind` is not shown there.
 ISSUE_FIELDS = ("title", "description", "owner", "due_date", "priority", "success_metric", "finding_ids")
-UPDATE_ISSUE = "update_issue"
 
 
 class Action(SQLModel, table=True):
@@ -39,18 +35,18 @@ class Action(SQLModel, table=True):
     postmortem_id: int = Field(foreign_key="postmortem.id", index=True)
     title: str = Field(sa_column=Column(Text, nullable=False))
     description: str | None = Field(default=None, sa_column=Column(Text))
-    kind: str = Field(default="technical", max_length=32)
+    kind: ActionKind = Field(default=ActionKind.TECHNICAL, sa_type=EnumText(ActionKind, 32))
     owner: str | None = Field(default=None, max_length=255)
     due_date: date | None = Field(default=None, index=True)
-    priority: str = Field(default="medium", max_length=16)
+    priority: Priority = Field(default=Priority.MEDIUM, sa_type=EnumText(Priority, 16))
     success_metric: str | None = Field(default=None, sa_column=Column(Text))
-    tracker: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
-    tracker_kind: str | None = Field(default=None, max_length=16, index=True)
+    target: Target | None = Field(default=None, sa_column=Column(PydanticJSON(TARGET)))
+    tracker_kind: TrackerKind | None = Field(default=None, sa_type=EnumText(TrackerKind, 16), index=True)
     tracker_key: str | None = Field(default=None, max_length=255, index=True)
     tracker_url: str | None = Field(default=None, sa_column=Column(Text))
     tracker_status: str | None = Field(default=None, max_length=255)
-    tracker_state: str = Field(default="ok", max_length=16)  # ok | missing
-    status: str = Field(default="unfiled", max_length=16)
+    tracker_state: TrackerState = Field(default=TrackerState.OK, sa_type=EnumText(TrackerState, 16))
+    status: ActionStatus = Field(default=ActionStatus.UNFILED, sa_type=EnumText(ActionStatus, 16))
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     filed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -69,8 +65,8 @@ class ActionFinding(SQLModel, table=True):
 
 
 def resolve_target(
-    mappings: Mappings, session: Session, postmortem: Postmortem, explicit: dict[str, Any] | None
-) -> dict[str, Any] | None:
+    mappings: Mappings, session: Session, postmortem: Postmortem, explicit: Target | None
+) -> Target | None:
     """The tracker target: the action's own, else the first mapping rule matching the incident's service or team."""
     if explicit is not None:
         return explicit
@@ -80,9 +76,8 @@ def resolve_target(
             if (rule.service is None or rule.service == incident.service) and (
                 rule.team is None or rule.team == incident.team
             ):
-                return rule.target.model_dump()
-    default: JiraTarget | GitHubTarget | None = mappings.trackers.default
-    return default.model_dump() if default else None
+                return rule.target
+    return mappings.trackers.default
 
 
 def _check_findings(session: Session, postmortem_id: int, finding_ids: list[int]) -> None:
@@ -105,17 +100,16 @@ def add(
     postmortem: Postmortem,
     fields: dict[str, Any],
     finding_ids: list[int],
-    tracker: dict[str, Any] | None,
+    target: Target | None,
     *,
     author: str,
 ) -> Action:
     """Record the action and, in the same transaction, the job that files it: it cannot be lost in between."""
     assert postmortem.id is not None
     _check_findings(session, postmortem.id, finding_ids)
-    target = resolve_target(mappings, session, postmortem, tracker)
-    action = Action(
-        postmortem_id=postmortem.id, tracker=target, tracker_kind=target["kind"] if target else None, **fields
-    )
+    target = resolve_target(mappings, session, postmortem, target)
+    kind = TrackerKind(target.kind) if target else None
+    action = Action(postmortem_id=postmortem.id, target=target, tracker_kind=kind, **fields)
     if target is None:
         action.last_error = "no tracker target: the action names none and no mapping in trackers.yaml matches"
     session.add(action)
@@ -124,7 +118,7 @@ def add(
     session.add_all([ActionFinding(action_id=action.id, finding_id=fid) for fid in sorted(set(finding_ids))])
     record_revision(session, postmortem, author, {"action_added": {"id": action.id, "title": action.title}})
     if target is not None:
-        jobs.enqueue(session, "file_action", action_id=action.id, sort_date=action.due_date)
+        jobs.enqueue(session, JobKind.FILE_ACTION, action_id=action.id, sort_date=action.due_date)
     session.flush()
     return action
 
@@ -172,12 +166,12 @@ def update(
             setattr(action, name, change["to"])
     action.updated_at = utcnow()
     session.add(action)
-    for name, kind in (("owner", "owner_changed"), ("due_date", "due_date_changed")):
+    for name, kind in (("owner", LedgerKind.OWNER_CHANGED), ("due_date", LedgerKind.DUE_DATE_CHANGED)):
         if name in changes:
             ledger.append(
                 session,
                 kind=kind,
-                source="api",
+                source=LedgerSource.API,
                 action_id=action.id,
                 postmortem_id=action.postmortem_id,
                 details={"from": changes[name]["from"], "to": changes[name]["to"], "by": author},
@@ -189,11 +183,7 @@ def update(
     pushed = sorted(name for name in changes if name in ISSUE_FIELDS)
     # An unfiled action needs nothing but its place in the queue: its file job reads the action when it runs.
     if "due_date" in changes and not action.tracker_key:
-        session.execute(
-            sql_update(Job)
-            .where(Job.action_id == action.id, Job.kind == "file_action", Job.status == "pending")  # type: ignore[arg-type]
-            .values(sort_date=action.due_date)
-        )
+        jobs.reorder(session, JobKind.FILE_ACTION, action.id, action.due_date)
     if action.tracker_key and pushed:
         # After a failed update the issue may lag behind in other fields too: push everything (an empty list).
         queue_issue_update(session, action, [] if action.last_error else pushed)
@@ -201,32 +191,10 @@ def update(
 
 
 def queue_issue_update(session: Session, action: Action, fields: list[str]) -> None:
-    """Queue the job that rewrites the action's tracker issue with the action's `fields` (empty: all of them).
-
-    One pending job per action covers any number of edits: it reads the action when it runs, so a later edit only
-    widens the fields it pushes. Two concurrent edits of one action cannot both miss the pending job: the caller has
-    already written the action's row, which serializes them (row lock on PostgreSQL, the one writer on SQLite).
-    """
+    """Queue the job that rewrites the action's tracker issue with the action's `fields` (empty: all of them); the
+    caller has written the action's row already (see jobs.enqueue_fields)."""
     assert action.id is not None
-    pending = session.exec(
-        select(Job).where(Job.kind == UPDATE_ISSUE, Job.action_id == action.id, Job.status == "pending")
-    ).first()
-    if pending is not None:
-        known = list(pending.payload.get("fields") or [])
-        merged = sorted(set(known) | set(fields)) if known and fields else []
-        # Only while it is still pending. This UPDATE also locks the row until commit, so no worker can claim the job
-        # and read the action before this edit is visible; and one that claimed it first makes rowcount 0, because
-        # it may have read the action already: then this edit gets a job of its own.
-        moved = session.execute(
-            sql_update(Job)
-            .where(Job.id == pending.id, Job.status == "pending")  # type: ignore[arg-type]
-            .values(payload={"fields": merged})
-            .execution_options(synchronize_session=False)
-        )
-        if moved.rowcount:  # type: ignore[attr-defined]
-            session.expire(pending)
-            return
-    jobs.enqueue(session, UPDATE_ISSUE, action_id=action.id, payload={"fields": fields}, sort_date=action.due_date)
+    jobs.enqueue_fields(session, JobKind.UPDATE_ISSUE, action.id, fields, action.due_date)
 
 
 def is_overdue(action: Action, today: date) -> bool:
@@ -236,7 +204,7 @@ def is_overdue(action: Action, today: date) -> bool:
 def list_page(
     session: Session,
     *,
-    status: list[str] | None,
+    status: list[ActionStatus] | None,
     owner: str | None,
     overdue: bool | None,
     postmortem_id: int | None,

@@ -15,6 +15,7 @@ from app.db import make_engine, transaction
 from app.mappings import Mappings, load_mappings
 from app.settings import Settings
 from app.tokens import Principal, from_settings
+from connectors.targets import TrackerKind, open_tracker
 from connectors.tracker import Tracker
 
 
@@ -24,7 +25,7 @@ class Context:
     mappings: Mappings
     engine: Engine
     tokens: dict[str, Principal]
-    trackers: dict[str, Tracker] = field(default_factory=dict)
+    trackers: dict[TrackerKind, Tracker] = field(default_factory=dict)
     # Set when new inbound events are stored, so an idle in-process worker applies them at once.
     inbox_signal: threading.Event = field(default_factory=threading.Event)
 
@@ -41,27 +42,14 @@ class Context:
             yield session
 
     def tracker(self, kind: str) -> Tracker | None:
-        if kind not in self.trackers:
-            built = build_tracker(self.settings, kind)
-            if built is None:
+        """The client of this tracker kind (made on first use), or None when it is not configured."""
+        tracker_kind = TrackerKind(kind)
+        if tracker_kind not in self.trackers:
+            connection = self.settings.connection(tracker_kind)
+            if connection is None:
                 return None
-            self.trackers[kind] = built
-        return self.trackers[kind]
-
-
-def build_tracker(settings: Settings, kind: str) -> Tracker | None:
-    """The configured client for a tracker kind, or None when its settings are absent."""
-    if kind == "jira" and settings.jira_enabled:
-        from connectors.jira_tracker import JiraTracker
-
-        assert settings.jira_url and settings.jira_token
-        return JiraTracker(url=settings.jira_url, user=settings.jira_user, token=settings.jira_token)
-    if kind == "github" and settings.github_enabled:
-        from connectors.github_tracker import GitHubTracker
-
-        assert settings.github_token
-        return GitHubTracker(token=settings.github_token, api_url=settings.github_api_url)
-    return None
+            self.trackers[tracker_kind] = open_tracker(tracker_kind, connection)
+        return self.trackers[tracker_kind]
 
 
 def build_context(settings: Settings, **engine_kwargs: Any) -> Context:
@@ -71,5 +59,5 @@ def build_context(settings: Settings, **engine_kwargs: Any) -> Context:
         settings=settings,
         mappings=mappings,
         engine=make_engine(settings.database_url, **engine_kwargs),
-        tokens=from_settings(settings.api_tokens),
+        tokens=from_settings([entry.get_secret_value() for entry in settings.api_tokens]),
     )

@@ -7,11 +7,14 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event, text
+from pydantic import TypeAdapter
+from sqlalchemy import JSON, Engine, MetaData, create_engine, event, text
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Session, SQLModel
+from sqlmodel.sql.sqltypes import AutoString
 
 # Stable constraint names so Alembic autogenerate and both databases agree.
 SQLModel.metadata.naming_convention = {
@@ -45,6 +48,41 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class EnumText(TypeDecorator[StrEnum]):
+    """A StrEnum kept as its text (a VARCHAR, not a database enum: adding a member needs no migration), read back as
+    the member."""
+
+    impl = AutoString
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum], length: int) -> None:
+        super().__init__(length=length)
+        self.enum = enum
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Any) -> StrEnum | None:
+        return None if value is None else self.enum(value)
+
+
+class PydanticJSON(TypeDecorator[Any]):
+    """A typed value (a pydantic model or union) kept as JSON: dumped on write, validated again on read."""
+
+    impl = JSON
+    cache_ok = True
+
+    def __init__(self, adapter: TypeAdapter[Any]) -> None:
+        super().__init__()
+        self.adapter = adapter
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return None if value is None else self.adapter.dump_python(value, mode="json")
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        return None if value is None else self.adapter.validate_python(value)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -8,18 +8,18 @@ from typing import Any
 from sqlalchemy import JSON, Column, Text
 from sqlmodel import Field, Session, SQLModel, select
 
-from app.db import UTCDateTime, utcnow
+from app.db import EnumText, UTCDateTime, utcnow
 from app.errors import NotFound
 from app.postmortems import Postmortem, record_revision
+from app.vocabulary import FindingKind
 
-KINDS = ("root_cause", "contributing_factor", "detection_gap", "response_gap", "process_gap", "architecture_flaw")
 EDITABLE = ("kind", "statement", "evidence", "category", "whys")
 
 
 class Finding(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     postmortem_id: int = Field(foreign_key="postmortem.id", index=True)
-    kind: str = Field(max_length=32)
+    kind: FindingKind = Field(sa_type=EnumText(FindingKind, 32))
     statement: str = Field(sa_column=Column(Text, nullable=False))
     evidence: str | None = Field(default=None, sa_column=Column(Text))
     category: str | None = Field(default=None, max_length=128, index=True)

@@ -5,15 +5,21 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, Session, SQLModel, select
 
-from app.db import UTCDateTime, is_postgres, utcnow
+from app.db import EnumText, UTCDateTime, is_postgres, utcnow
 
-ACCEPTED, IGNORED, DEAD_LETTER = "accepted", "ignored", "dead_letter"
+
+class DeliveryStatus(StrEnum):
+    ACCEPTED = "accepted"  # an alert event, applied to its incident by the worker (or a tracker event, applied)
+    IGNORED = "ignored"  # authenticated, of a type Aftermath does not use: kept, changes nothing
+    DEAD_LETTER = "dead_letter"  # authenticated but unusable (not JSON, not the source's shape): kept with its reason
+    FAILED = "failed"  # accepted, but applying it raised: kept with the reason instead of retried forever
 
 
 class InboundEvent(SQLModel, table=True):
@@ -27,7 +33,7 @@ class InboundEvent(SQLModel, table=True):
     source: str = Field(max_length=32)
     external_id: str = Field(max_length=255)
     event_type: str | None = Field(default=None, max_length=128)
-    status: str = Field(max_length=16)  # accepted | ignored | dead_letter
+    status: DeliveryStatus = Field(sa_type=EnumText(DeliveryStatus, 16))
     reason: str | None = Field(default=None, sa_column=Column(Text))
     body: str = Field(sa_column=Column(Text, nullable=False))
     received_at: datetime = Field(sa_type=UTCDateTime)
@@ -42,7 +48,7 @@ class Delivery:
     source: str
     external_id: str
     event_type: str | None
-    status: str
+    status: DeliveryStatus
     body: bytes
     reason: str | None = None
     pending: bool = False  # an alert event still to be applied to its incident

@@ -12,10 +12,11 @@ from typing import Any
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, Session, SQLModel, select
 
-from app.db import UTCDateTime, insert_ignoring_conflict, is_postgres, page, utcnow
+from app.db import EnumText, UTCDateTime, insert_ignoring_conflict, is_postgres, page, utcnow
 from app.errors import NotFound
 from app.mappings import Mappings
-from connectors.events import AlertEvent, IncidentSnapshot
+from app.vocabulary import IncidentStatus, Severity
+from connectors.events import AlertEvent, IncidentSnapshot, TimelineKind
 
 
 class Incident(SQLModel, table=True):
@@ -27,10 +28,10 @@ class Incident(SQLModel, table=True):
     title: str = Field(default="", sa_column=Column(Text, nullable=False))
     service: str | None = Field(default=None, max_length=255, index=True)
     team: str | None = Field(default=None, max_length=255, index=True)
-    severity: str = Field(default="unknown", max_length=16)
+    severity: Severity = Field(default=Severity.UNKNOWN, sa_type=EnumText(Severity, 16))
     priority: str | None = Field(default=None, max_length=64)
     urgency: str | None = Field(default=None, max_length=16)
-    status: str = Field(default="triggered", max_length=16, index=True)
+    status: IncidentStatus = Field(default=IncidentStatus.TRIGGERED, sa_type=EnumText(IncidentStatus, 16), index=True)
     triggered_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -53,14 +54,20 @@ class TimelineEntry(SQLModel, table=True):
     inbound_event_id: int = Field(foreign_key="inbound_event.id", unique=True)
     event_key: str = Field(max_length=255)  # the source's event id: a stable tie-break for equal times
     at: datetime = Field(sa_type=UTCDateTime)
-    kind: str = Field(max_length=32)
+    kind: TimelineKind = Field(sa_type=EnumText(TimelineKind, 32))
     actor: str | None = Field(default=None, max_length=255)
     text: str | None = Field(default=None, sa_column=Column(Text))
     snapshot: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
 # Equal timestamps are ordered by lifecycle, so a same-millisecond ack and resolve replay sensibly.
-_KIND_RANK = {"triggered": 0, "reopened": 1, "acknowledged": 2, "unacknowledged": 3, "resolved": 9}
+_KIND_RANK = {
+    TimelineKind.TRIGGERED: 0,
+    TimelineKind.REOPENED: 1,
+    TimelineKind.ACKNOWLEDGED: 2,
+    TimelineKind.UNACKNOWLEDGED: 3,
+    TimelineKind.RESOLVED: 9,
+}
 
 
 def timeline_order(entry: TimelineEntry) -> tuple[datetime, int, str]:
@@ -69,7 +76,7 @@ def timeline_order(entry: TimelineEntry) -> tuple[datetime, int, str]:
 
 @dataclass(frozen=True)
 class ReplayedState:
-    status: str
+    status: IncidentStatus
     triggered_at: datetime | None
     acknowledged_at: datetime | None
     resolved_at: datetime | None
@@ -78,30 +85,30 @@ class ReplayedState:
 
 def replay(entries: Sequence[TimelineEntry]) -> ReplayedState:
     """The incident's state after its timeline, in event-time order; the same whatever the arrival order."""
-    status: str | None = None
+    status: IncidentStatus | None = None
     triggered_at = acknowledged_at = resolved_at = None
     snapshot = IncidentSnapshot()
     for entry in sorted(entries, key=timeline_order):
         snapshot = replace(snapshot, **{k: v for k, v in _snapshot_of(entry).items() if v is not None})
-        if entry.kind == "triggered":
+        if entry.kind == TimelineKind.TRIGGERED:
             triggered_at = triggered_at or entry.at
-            if status in (None, "resolved"):
+            if status in (None, IncidentStatus.RESOLVED):
                 # A second Create for an open alert (a team was added) changes nothing; after a close it re-opens.
-                status, resolved_at = "triggered", None
-        elif entry.kind == "reopened":
-            status, resolved_at = "triggered", None
-        elif entry.kind == "acknowledged":
+                status, resolved_at = IncidentStatus.TRIGGERED, None
+        elif entry.kind == TimelineKind.REOPENED:
+            status, resolved_at = IncidentStatus.TRIGGERED, None
+        elif entry.kind == TimelineKind.ACKNOWLEDGED:
             acknowledged_at = acknowledged_at or entry.at
-            if status != "resolved":
-                status = "acknowledged"
-        elif entry.kind == "unacknowledged" and status == "acknowledged":
-            status = "triggered"
-        elif entry.kind == "resolved":
-            status, resolved_at = "resolved", entry.at
+            if status != IncidentStatus.RESOLVED:
+                status = IncidentStatus.ACKNOWLEDGED
+        elif entry.kind == TimelineKind.UNACKNOWLEDGED and status == IncidentStatus.ACKNOWLEDGED:
+            status = IncidentStatus.TRIGGERED
+        elif entry.kind == TimelineKind.RESOLVED:
+            status, resolved_at = IncidentStatus.RESOLVED, entry.at
     if triggered_at is None:
         # The trigger was never delivered (or not yet): the source's creation time, else the first thing we saw.
         triggered_at = snapshot.created_at or (min(e.at for e in entries) if entries else None)
-    return ReplayedState(status or "triggered", triggered_at, acknowledged_at, resolved_at, snapshot)
+    return ReplayedState(status or IncidentStatus.TRIGGERED, triggered_at, acknowledged_at, resolved_at, snapshot)
 
 
 def _snapshot_of(entry: TimelineEntry) -> dict[str, Any]:
@@ -118,7 +125,7 @@ def snapshot_json(snapshot: IncidentSnapshot) -> dict[str, Any]:
     return data
 
 
-def severity_for(mappings: Mappings, source: str, priority: str | None, urgency: str | None) -> str:
+def severity_for(mappings: Mappings, source: str, priority: str | None, urgency: str | None) -> Severity:
     sev = mappings.severity
     if source == "pagerduty":
         if priority and priority in sev.pagerduty_priority:
@@ -213,7 +220,7 @@ def timeline(session: Session, incident_id: int) -> list[TimelineEntry]:
 def list_page(
     session: Session,
     *,
-    status: str | None,
+    status: IncidentStatus | None,
     service: str | None,
     since: datetime | None,
     after: int | None,

@@ -1,27 +1,42 @@
-"""Inbound flows: classify and store raw deliveries; later, fold stored alert events into incidents."""
+"""Webhook ingest, the pipeline from an authenticated body to an incident.
+
+1. `classify_alert` parses just enough to know the event's id and whether Aftermath uses it (pure CPU).
+2. `GroupCommitter.submit` stores it: many concurrent deliveries share one INSERT and one COMMIT, and each request
+   is answered only after the transaction holding its event committed, so a 202 still means "durably stored".
+3. `answer` says what the route tells the source (accepted, duplicate, ignored, or the dead letter's reason).
+4. Later, off the request path, `apply_pending` folds stored alert events into their incidents.
+
+`busy(engine)` tells a worker in this process whether deliveries are being stored right now, so it can let them
+go first.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+import contextlib
 import json
 import logging
+import queue
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from app import inbox, postmortems, recurrence, tracking
-from app.db import utcnow
-from app.inbox import ACCEPTED, DEAD_LETTER, IGNORED, Delivery
-from app.incidents import Incident, apply_event
+from app import inbox, postmortems, recurrence
+from app.db import transaction, utcnow
+from app.inbox import Delivery, DeliveryStatus
+from app.incidents import apply_event
 from app.mappings import Mappings
 from connectors import opsgenie, pagerduty
 from connectors.events import AlertEvent, PayloadError
-from connectors.tracker_webhooks import TrackerEvent
 
 log = logging.getLogger(__name__)
 PARSERS: dict[str, Callable[[bytes], AlertEvent]] = {"pagerduty": pagerduty.parse, "opsgenie": opsgenie.parse}
+_Item = tuple[Delivery, "asyncio.Future[bool]", asyncio.AbstractEventLoop]
 
 
 @dataclass(frozen=True)
@@ -39,26 +54,127 @@ def classify_alert(source: str, body: bytes) -> Delivery:
     try:
         event = PARSERS[source](body)
     except PayloadError as exc:
-        return _dead_letter(source, body, exc)
+        return dead_letter(source, body, exc)
     if event.ignored:
-        return Delivery(source, event.event_id, event.event_type, IGNORED, body)
-    return Delivery(source, event.event_id, event.event_type, ACCEPTED, body, pending=True)
+        return Delivery(source, event.event_id, event.event_type, DeliveryStatus.IGNORED, body)
+    return Delivery(source, event.event_id, event.event_type, DeliveryStatus.ACCEPTED, body, pending=True)
 
 
-def _dead_letter(source: str, body: bytes, error: PayloadError) -> Delivery:
-    # Kept with its reason, so nothing an authenticated source sent is lost.
-    return Delivery(source, inbox.dead_letter_id(body), None, DEAD_LETTER, body, reason=str(error))
+def dead_letter(source: str, body: bytes, error: PayloadError) -> Delivery:
+    """An unusable body, kept with its reason, so nothing an authenticated source sent is lost."""
+    return Delivery(source, inbox.dead_letter_id(body), None, DeliveryStatus.DEAD_LETTER, body, reason=str(error))
 
 
 def answer(delivery: Delivery, stored: bool) -> Answer:
-    if delivery.status == DEAD_LETTER:
+    if delivery.status == DeliveryStatus.DEAD_LETTER:
         return Answer("rejected", delivery.external_id, delivery.reason, 400 if not _is_json(delivery.body) else 422)
     if not stored:
         return Answer("duplicate", delivery.external_id)
     return Answer(delivery.status, delivery.external_id)
 
 
-def process_pending(session: Session, mappings: Mappings, limit: int = 200) -> int:
+def _is_json(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except ValueError:
+        return False
+    return True
+
+
+# -- store: group commit -------------------------------------------------------------------------------------------
+def _resolve(answers: list[tuple[asyncio.Future[bool], bool | BaseException]]) -> None:
+    for future, value in answers:
+        if future.done():
+            continue  # the client went away; its event is stored all the same
+        if isinstance(value, BaseException):
+            future.set_exception(value)
+        else:
+            future.set_result(value)
+
+
+_RUNNING: list[GroupCommitter] = []
+
+
+def busy(engine: Engine) -> bool:
+    """Whether a committer of this process on this engine is storing deliveries now or is likely to be shortly."""
+    return any(c.engine is engine and c.busy() for c in _RUNNING)
+
+
+class GroupCommitter:
+    def __init__(self, engine: Engine, *, max_batch: int = 500, on_commit: Callable[[], None] | None = None) -> None:
+        # One thread: a second one committing in parallel on PostgreSQL made smaller batches and lowered throughput.
+        self.engine, self.max_batch, self.on_commit = engine, max_batch, on_commit
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._in_flight, self._last_commit = False, 0.0
+
+    async def submit(self, delivery: Delivery) -> bool:
+        """Store the delivery; True if it was new, False for a redelivery. Raises what the database raised."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._queue.put((delivery, future, loop))
+        return await future
+
+    def busy(self, quiet: float = 0.02) -> bool:
+        """Deliveries queued or a batch not yet committed, or one committed less than `quiet` seconds ago (more are
+        likely on their way)."""
+        return self._in_flight or not self._queue.empty() or time.monotonic() - self._last_commit < quiet
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="aftermath-group-commit", daemon=True)
+        self._thread.start()
+        _RUNNING.append(self)
+
+    def stop(self) -> None:
+        if self in _RUNNING:
+            _RUNNING.remove(self)
+        if self._thread:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            self._in_flight = True
+            # No timer: whatever arrived while the previous commit was running forms the next batch.
+            batch, stopping = [first], False
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+            self._in_flight, self._last_commit = False, time.monotonic()
+            if stopping:
+                return
+
+    def _commit(self, batch: list[_Item]) -> None:
+        try:
+            with transaction(self.engine) as session:
+                stored: list[bool | BaseException] = list(inbox.store_many(session, [d for d, _, _ in batch]))
+        except Exception as exc:  # the database is down or refused the batch: every waiting request hears it
+            log.warning("group commit of %d events failed: %s", len(batch), type(exc).__name__)
+            stored = [exc] * len(batch)
+        # One wake-up per event loop for the whole batch, not one per request.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool], bool | BaseException]]] = {}
+        for (_, future, loop), value in zip(batch, stored, strict=True):
+            by_loop.setdefault(loop, []).append((future, value))
+        for loop, answers in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits for these answers now
+                loop.call_soon_threadsafe(_resolve, answers)
+        if self.on_commit and not isinstance(stored[0], BaseException):
+            self.on_commit()
+
+
+# -- apply -----------------------------------------------------------------------------------------------------------
+def apply_pending(session: Session, mappings: Mappings, limit: int = 200) -> int:
     """Apply stored alert events to their incidents, oldest first; one bad event never blocks the rest."""
     rows = inbox.claim_pending(session, limit)
     for row in rows:
@@ -67,7 +183,7 @@ def process_pending(session: Session, mappings: Mappings, limit: int = 200) -> i
                 event = PARSERS[row.source](row.body.encode("utf-8"))
                 incident = apply_event(session, mappings, event, row.id or 0, row.received_at)
                 recurrence.link_if_recurring(session, incident)
-                open_postmortem_if_due(session, mappings, incident)
+                postmortems.open_if_due(session, mappings, incident, utcnow())
                 row.incident_id = incident.id
         except OperationalError:
             # A deadlock with another applier (or the database going away) is transient: the event stays pending and
@@ -77,52 +193,8 @@ def process_pending(session: Session, mappings: Mappings, limit: int = 200) -> i
             return rows.index(row)  # what was applied; 0 lets the caller pause before trying again
         except Exception as exc:  # a parser or domain bug: park the event with the reason instead of looping on it
             log.exception("inbound event %s could not be applied", row.id)
-            row.status, row.reason = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+            row.status, row.reason = DeliveryStatus.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
         row.processed_at = utcnow()
         session.add(row)
     session.flush()
     return len(rows)
-
-
-def open_postmortem_if_due(session: Session, mappings: Mappings, incident: Incident) -> bool:
-    if incident.postmortem_id is not None:
-        return False
-    rule = postmortems.matching_rule(mappings, incident, utcnow())
-    if rule is None:
-        return False
-    postmortems.open_for_incident(
-        session, incident, author="system", trigger=rule, review_due_days=mappings.triggers.review_due_days
-    )
-    return True
-
-
-def receive_tracker_event(
-    session: Session,
-    mappings: Mappings,
-    source: str,
-    body: bytes,
-    delivery_id: str | None,
-    parse: Callable[[bytes], TrackerEvent | None],
-) -> Answer:
-    """Store a tracker webhook delivery (deduplicated by its delivery id) and apply the status it carries now."""
-    try:
-        event = parse(body)
-    except PayloadError as exc:
-        dead = _dead_letter(source, body, exc)
-        return answer(dead, inbox.store_many(session, [dead])[0])
-    event_id = delivery_id or "sha256:" + hashlib.sha256(body).hexdigest()
-    # Tracker events are few and applied here and now, so the row is stored as already processed.
-    delivery = Delivery(source, event_id, source, IGNORED if event is None else ACCEPTED, body)
-    stored = inbox.store_many(session, [delivery])[0]
-    if event is None or not stored:
-        return answer(delivery, stored)
-    tracking.apply_tracker_event(session, mappings, event)
-    return Answer(ACCEPTED, event_id)
-
-
-def _is_json(body: bytes) -> bool:
-    try:
-        json.loads(body)
-    except ValueError:
-        return False
-    return True

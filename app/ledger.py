@@ -10,21 +10,9 @@ from typing import Any
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, Session, SQLModel, select
 
-from app.db import UTCDateTime, lock_for_chain, page, utcnow
+from app.db import EnumText, UTCDateTime, lock_for_chain, page, utcnow
+from app.vocabulary import LedgerKind, LedgerSource
 
-KINDS = (
-    "filed",
-    "filing_failed",
-    "status_changed",
-    "reopened",
-    "owner_changed",
-    "due_date_changed",
-    "reminded",
-    "recurred",
-    "tracker_missing",
-    "tracker_moved",
-)
-SOURCES = ("poll", "webhook", "api", "system")
 GENESIS = "0" * 64
 
 
@@ -33,10 +21,10 @@ class LedgerEntry(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(sa_type=UTCDateTime)
-    kind: str = Field(max_length=32)
+    kind: LedgerKind = Field(sa_type=EnumText(LedgerKind, 32))
     action_id: int | None = Field(default=None, foreign_key="action.id", index=True)
     postmortem_id: int | None = Field(default=None, foreign_key="postmortem.id", index=True)
-    source: str = Field(max_length=16)
+    source: LedgerSource = Field(sa_type=EnumText(LedgerSource, 16))
     from_status: str | None = Field(default=None, max_length=32)
     to_status: str | None = Field(default=None, max_length=32)
     tracker_status: str | None = Field(default=None, max_length=255)
@@ -67,8 +55,8 @@ def entry_hash(entry: LedgerEntry) -> str:
 def append(
     session: Session,
     *,
-    kind: str,
-    source: str,
+    kind: LedgerKind,
+    source: LedgerSource,
     action_id: int | None = None,
     postmortem_id: int | None = None,
     from_status: str | None = None,

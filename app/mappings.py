@@ -1,8 +1,13 @@
-"""Schema of the YAML mapping files (triggers, severity, trackers, statuses, people) and their loading."""
+"""Schema of the YAML mapping files (triggers, severity, trackers, statuses, people) and their loading.
+
+The only app module that knows each tracker's own rules (its status categories, its user ids, its priority field):
+the rest of the app asks `Mappings.issue_fields` and `Mappings.status_of`.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -11,10 +16,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.settings import SettingsError
+from app.vocabulary import ActionStatus, Priority, Severity
+from connectors.targets import GitHubTarget, JiraTarget, Target, TrackerKind
+from connectors.tracker import IssueState
 
-SEVERITIES = ("sev1", "sev2", "sev3", "sev4", "sev5", "unknown")
-Severity = Literal["sev1", "sev2", "sev3", "sev4", "sev5", "unknown"]
-NormalizedStatus = Literal["open", "in_progress", "done", "wont_do"]
+# What a tracker status can map to: every action status but `unfiled`, which only Aftermath knows.
+TrackedStatus = Literal[ActionStatus.OPEN, ActionStatus.IN_PROGRESS, ActionStatus.DONE, ActionStatus.WONT_DO]
 
 
 class _Strict(BaseModel):
@@ -57,36 +64,22 @@ class SeverityMap(_Strict):
     pagerduty_priority: dict[str, Severity] = {}
     pagerduty_urgency: dict[str, Severity] = {}
     opsgenie_priority: dict[str, Severity] = {}
-    opsgenie_default: Severity = "sev3"
-    default: Severity = "unknown"
-
-
-class JiraTarget(_Strict):
-    kind: Literal["jira"] = "jira"
-    project: str = Field(pattern=r"^[A-Z][A-Z0-9_]+$")
-    issue_type: str = "Task"
-
-
-class GitHubTarget(_Strict):
-    kind: Literal["github"] = "github"
-    repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-
-
-Target = JiraTarget | GitHubTarget
+    opsgenie_default: Severity = Severity.SEV3
+    default: Severity = Severity.UNKNOWN
 
 
 class TargetRule(_Strict):
     service: str | None = None
     team: str | None = None
-    target: JiraTarget | GitHubTarget = Field(discriminator="kind")
+    target: Target
 
 
 class Trackers(_Strict):
     rules: list[TargetRule] = []
-    default: JiraTarget | GitHubTarget | None = Field(default=None, discriminator="kind")
+    default: Target | None = None
     labels: list[str] = ["postmortem"]
-    jira_priority: dict[str, str] = {}  # action priority -> Jira priority name
-    github_priority_labels: dict[str, str] = {}  # action priority -> GitHub label
+    jira_priority: dict[Priority, str] = {}  # action priority -> Jira priority name
+    github_priority_labels: dict[Priority, str] = {}  # action priority -> GitHub label
     jira_fields: dict[str, Any] = {}  # extra fields, including customfield_NNNNN, sent on create
 
     @field_validator("labels")
@@ -99,16 +92,38 @@ class Trackers(_Strict):
 
 
 class JiraStatusMap(_Strict):
-    categories: dict[str, NormalizedStatus] = {"new": "open", "indeterminate": "in_progress", "done": "done"}
+    categories: dict[str, TrackedStatus] = {
+        "new": ActionStatus.OPEN,
+        "indeterminate": ActionStatus.IN_PROGRESS,
+        "done": ActionStatus.DONE,
+    }
     wont_do_resolutions: list[str] = ["Won't Do", "Won't Fix", "Duplicate", "Cannot Reproduce", "Declined"]
-    statuses: dict[str, NormalizedStatus] = {}  # exact status names that override the category
+    statuses: dict[str, TrackedStatus] = {}  # exact status names that override the category
+
+    def status_of(self, state: IssueState) -> ActionStatus:
+        """By status category, not name (names are per workflow); a done with a won't-do resolution is won't do."""
+        if state.raw_status in self.statuses:
+            return self.statuses[state.raw_status]
+        status = self.categories.get(state.category, ActionStatus.OPEN)
+        if status == ActionStatus.DONE and state.resolution in self.wont_do_resolutions:
+            return ActionStatus.WONT_DO
+        return status
 
 
 class GitHubStatusMap(_Strict):
-    open: NormalizedStatus = "open"
-    closed: dict[str, NormalizedStatus] = {"completed": "done", "not_planned": "wont_do", "duplicate": "wont_do"}
-    closed_default: NormalizedStatus = "done"
+    open: TrackedStatus = ActionStatus.OPEN
+    closed: dict[str, TrackedStatus] = {
+        "completed": ActionStatus.DONE,
+        "not_planned": ActionStatus.WONT_DO,
+        "duplicate": ActionStatus.WONT_DO,
+    }
+    closed_default: TrackedStatus = ActionStatus.DONE
     in_progress_labels: list[str] = ["in progress", "in-progress"]
+
+    def status_of(self, state: IssueState) -> ActionStatus:
+        if state.category == "closed":
+            return self.closed.get(state.resolution or "", self.closed_default)
+        return self.open
 
 
 class Statuses(_Strict):
@@ -122,6 +137,17 @@ class Person(_Strict):
     github_login: str | None = None
 
 
+@dataclass(frozen=True)
+class IssueFields:
+    """What the mappings add to an action's issue on one target: who is assigned, the priority field, labels, and
+    extra create fields; each None or empty where that tracker has no such thing or the mappings say nothing."""
+
+    assignee: str | None
+    priority: str | None
+    labels: tuple[str, ...]
+    extra_fields: dict[str, Any]
+
+
 class Mappings(_Strict):
     triggers: Triggers = Triggers()
     severity: SeverityMap = SeverityMap()
@@ -131,6 +157,30 @@ class Mappings(_Strict):
 
     def person(self, email: str | None) -> Person | None:
         return self.people.get(email.lower()) if email else None
+
+    def issue_fields(self, target: Target, owner: str | None, priority: Priority) -> IssueFields:
+        person, trackers = self.person(owner), self.trackers
+        match target:
+            case JiraTarget():
+                return IssueFields(
+                    assignee=(person.jira_account_id or person.jira_name) if person else None,
+                    priority=trackers.jira_priority.get(priority),
+                    labels=tuple(trackers.labels),
+                    extra_fields=dict(trackers.jira_fields),
+                )
+            case GitHubTarget():
+                label = trackers.github_priority_labels.get(priority)
+                return IssueFields(
+                    assignee=person.github_login if person else None,
+                    priority=None,  # GitHub issues have no priority field: it becomes a label
+                    labels=(*trackers.labels, *([label] if label else [])),
+                    extra_fields={},
+                )
+
+    def status_of(self, kind: TrackerKind, state: IssueState) -> ActionStatus:
+        """The action status a tracker issue's state means, by that tracker's rules in statuses.yaml."""
+        rules = self.statuses.jira if kind == TrackerKind.JIRA else self.statuses.github
+        return rules.status_of(state)
 
 
 FILES = ("triggers", "severity", "trackers", "statuses", "people")

@@ -15,11 +15,12 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from app.actions import CLOSED, STATUSES, Action
+from app.actions import Action
 from app.db import is_postgres
 from app.findings import Finding
 from app.incidents import Incident
-from app.postmortems import Postmortem
+from app.postmortems import UNPUBLISHED, Postmortem
+from app.vocabulary import CLOSED, ActionStatus, IncidentStatus
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,7 @@ def _incident_counts(session: Session, window: Window) -> IncidentFigures:
 def _incident_durations(session: Session, window: Window) -> list[Durations]:
     """MTTA, MTTR and MTTD of the incidents in the window."""
     triggered, acknowledged = col(Incident.triggered_at), col(Incident.acknowledged_at)
-    resolved = case((col(Incident.status) == "resolved", col(Incident.resolved_at)))
+    resolved = case((col(Incident.status) == IncidentStatus.RESOLVED, col(Incident.resolved_at)))
     impact_start = col(Postmortem.impact_start)
 
     def build(columns: list[Any]) -> Any:
@@ -321,18 +322,18 @@ def _actions(session: Session, window: Window) -> ActionFigures:
         by_status[status] += int(count)
         late += int(overdue_count or 0) if status not in CLOSED else 0
     total = sum(by_status.values())
-    measured = total - by_status["wont_do"]
-    completion = Ratio(by_status["done"] / measured if measured else None, measured)
+    measured = total - by_status[ActionStatus.WONT_DO]
+    completion = Ratio(by_status[ActionStatus.DONE] / measured if measured else None, measured)
     created, closed = col(Action.created_at), col(Action.closed_at)
 
     def build(columns: list[Any]) -> Any:
-        return _where_action(sa_select(*columns), window).where(Action.status == "done", closed.is_not(None))
+        return _where_action(sa_select(*columns), window).where(Action.status == ActionStatus.DONE, closed.is_not(None))
 
     (to_done,) = _duration_stats(session, [(created, closed)], build)
     median = None if to_done.median_seconds is None else round(to_done.median_seconds / 86400, 6)
     return ActionFigures(
         count=total,
-        **{status: by_status[status] for status in STATUSES},
+        **{status: by_status[status] for status in ActionStatus},
         overdue=late,
         completion_rate=completion,
         median_days_to_done=Ratio(median, to_done.count),
@@ -361,7 +362,5 @@ def _postmortems(session: Session, window: Window) -> PostmortemFigures:
     rows = session.exec(query).all()
     published = [(at, due) for _status, at, due in rows if at is not None]
     on_time = sum(1 for at, due in published if due is not None and at.date() <= due)
-    overdue = sum(
-        1 for status, _at, due in rows if due is not None and due < window.today and status in ("draft", "in_review")
-    )
+    overdue = sum(1 for status, _at, due in rows if due is not None and due < window.today and status in UNPUBLISHED)
     return PostmortemFigures(len(rows), len(rows), len(published), on_time, overdue)

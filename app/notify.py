@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
 from app import jobs, ledger
-from app.actions import CLOSED, Action
+from app.actions import Action
 from app.context import Context
 from app.incidents import Incident
-from app.jobs import Job
+from app.jobs import Done, Job, JobKind, Outcome
 from app.postmortems import Postmortem
-from connectors.tracker import RetryLater, TrackerError
-
-log = logging.getLogger(__name__)
+from app.vocabulary import CLOSED, LedgerKind, LedgerSource
+from connectors.tracker import PermanentError
 
 
 def queue_reminders(session: Session, interval: float, now: datetime) -> int:
@@ -38,7 +36,7 @@ def queue_reminders(session: Session, interval: float, now: datetime) -> int:
         session.add(action)
         jobs.enqueue(
             session,
-            "comment",
+            JobKind.COMMENT,
             action_id=action.id,
             payload={"reason": "reminder"},
             dedup_key=f"reminder:{action.id}:{now.isoformat()}",
@@ -67,37 +65,28 @@ def comment_text(session: Session, public_url: str, action: Action, payload: dic
     )
 
 
-def post_comment(context: Context, job: Job, worker_id: str) -> None:
-    assert job.id is not None and job.action_id is not None
+@jobs.handler(JobKind.COMMENT)
+def post_comment(context: Context, job: Job) -> Outcome:
+    assert job.action_id is not None
     with context.read() as session:
         action = session.get(Action, job.action_id)
         assert action is not None
         text = comment_text(session, context.settings.public_url, action, job.payload)
-    tracker = context.tracker(action.tracker_kind or "")
-    error: TrackerError | None = None
-    try:
-        if tracker is None or not action.tracker_key:
-            raise TrackerError(f"{action.tracker_kind} is not configured or the action is not filed")
-        tracker.add_comment(action.tracker_key, text)
-    except TrackerError as exc:
-        error = exc
-    with context.write() as session:
-        mine = jobs.still_mine(session, job.id, worker_id)
-        if mine is None:
-            return
-        if error is None:
-            if job.payload.get("reason") == "reminder":
-                ledger.append(
-                    session,
-                    kind="reminded",
-                    source="system",
-                    action_id=action.id,
-                    postmortem_id=action.postmortem_id,
-                    details={"key": action.tracker_key},
-                )
-            jobs.finish(session, mine)
-        elif isinstance(error, RetryLater):
-            jobs.retry(session, mine, error.message, jobs.backoff(job.attempts, error.retry_after))
-        else:
-            log.warning("comment on %s failed for good: %s", action.tracker_key, error.message)
-            jobs.fail(session, mine, error.message)
+    tracker = context.tracker(action.tracker_kind) if action.tracker_kind else None
+    if tracker is None or not action.tracker_key:
+        raise PermanentError(f"{action.tracker_kind} is not configured or the action is not filed")
+    tracker.add_comment(action.tracker_key, text)
+    return Done(_record_reminded if job.payload.get("reason") == "reminder" else None)
+
+
+def _record_reminded(session: Session, job: Job) -> None:
+    action = session.get(Action, job.action_id)
+    assert action is not None
+    ledger.append(
+        session,
+        kind=LedgerKind.REMINDED,
+        source=LedgerSource.SYSTEM,
+        action_id=action.id,
+        postmortem_id=action.postmortem_id,
+        details={"key": action.tracker_key},
+    )

@@ -9,18 +9,19 @@ from typing import Any
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, Session, SQLModel, select
 
-from app.db import UTCDateTime, page, utcnow
+from app.db import EnumText, UTCDateTime, page, utcnow
 from app.errors import Conflict, NotFound
 from app.incidents import Incident
 from app.mappings import Mappings, TriggerCondition
+from app.vocabulary import IncidentStatus, PostmortemStatus
 
-STATUSES = ("draft", "in_review", "published", "closed")
 NEXT_STATUSES = {
-    "draft": {"in_review"},
-    "in_review": {"draft", "published"},
-    "published": {"in_review", "closed"},
-    "closed": set(),
+    PostmortemStatus.DRAFT: {PostmortemStatus.IN_REVIEW},
+    PostmortemStatus.IN_REVIEW: {PostmortemStatus.DRAFT, PostmortemStatus.PUBLISHED},
+    PostmortemStatus.PUBLISHED: {PostmortemStatus.IN_REVIEW, PostmortemStatus.CLOSED},
+    PostmortemStatus.CLOSED: set(),
 }
+UNPUBLISHED = (PostmortemStatus.DRAFT, PostmortemStatus.IN_REVIEW)
 EDITABLE = ("title", "status", "owner", "summary", "customer_impact", "impact_start", "impact_end", "review_due")
 
 
@@ -28,7 +29,7 @@ class Postmortem(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     key: str | None = Field(default=None, max_length=32, unique=True)
     title: str = Field(sa_column=Column(Text, nullable=False))
-    status: str = Field(default="draft", max_length=16, index=True)
+    status: PostmortemStatus = Field(default=PostmortemStatus.DRAFT, sa_type=EnumText(PostmortemStatus, 16), index=True)
     owner: str | None = Field(default=None, max_length=255)
     summary: str | None = Field(default=None, sa_column=Column(Text))
     customer_impact: str | None = Field(default=None, sa_column=Column(Text))
@@ -128,7 +129,7 @@ def update(
     if start and end and end < start:
         raise Conflict("impact_end is before impact_start")
     if changes:
-        if "status" in changes and postmortem.status == "published" and postmortem.published_at is None:
+        if "status" in changes and postmortem.status == PostmortemStatus.PUBLISHED and postmortem.published_at is None:
             postmortem.published_at = utcnow()
         record_revision(session, postmortem, author, changes)
         session.flush()
@@ -143,6 +144,19 @@ def revisions(session: Session, postmortem_id: int) -> list[PostmortemRevision]:
 def incidents_of(session: Session, postmortem_id: int) -> list[Incident]:
     query = select(Incident).where(Incident.postmortem_id == postmortem_id).order_by(Incident.id)  # type: ignore[arg-type]
     return list(session.exec(query).all())
+
+
+def open_if_due(session: Session, mappings: Mappings, incident: Incident, now: datetime) -> bool:
+    """Open the incident's postmortem if it has none and a trigger rule matches; True when one was opened."""
+    if incident.postmortem_id is not None:
+        return False
+    rule = matching_rule(mappings, incident, now)
+    if rule is None:
+        return False
+    open_for_incident(
+        session, incident, author="system", trigger=rule, review_due_days=mappings.triggers.review_due_days
+    )
+    return True
 
 
 def matching_rule(mappings: Mappings, incident: Incident, now: datetime) -> str | None:
@@ -165,27 +179,34 @@ def _meets(when: TriggerCondition, incident: Incident, now: datetime) -> bool:
     if when.open_longer_than is not None:
         if incident.triggered_at is None:
             return False
-        until = incident.resolved_at if incident.status == "resolved" and incident.resolved_at else now
+        resolved = incident.resolved_at if incident.status == IncidentStatus.RESOLVED else None
+        until = resolved or now
         if until - incident.triggered_at <= when.open_longer_than:
             return False
     return True
 
 
 def list_page(
-    session: Session, *, status: str | None, overdue: bool | None, today: date, after: int | None, limit: int
+    session: Session,
+    *,
+    status: PostmortemStatus | None,
+    overdue: bool | None,
+    today: date,
+    after: int | None,
+    limit: int,
 ) -> tuple[list[Postmortem], str | None]:
     query = select(Postmortem)
     if status:
         query = query.where(Postmortem.status == status)
     if overdue is not None:
-        late = (Postmortem.review_due < today) & Postmortem.status.in_(("draft", "in_review"))  # type: ignore[operator,attr-defined]
+        late = (Postmortem.review_due < today) & Postmortem.status.in_(UNPUBLISHED)  # type: ignore[operator,attr-defined]
         query = query.where(late if overdue else (Postmortem.review_due.is_(None) | ~late))  # type: ignore[union-attr]
     return page(session, query, Postmortem.id, after, limit)
 
 
 def is_overdue(postmortem: Postmortem, today: date) -> bool:
     due = postmortem.review_due
-    return due is not None and due < today and postmortem.status in ("draft", "in_review")
+    return due is not None and due < today and postmortem.status in UNPUBLISHED
 
 
 def incident_ids_of(session: Session, postmortem_ids: list[int]) -> dict[int, list[int]]:

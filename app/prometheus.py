@@ -10,8 +10,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlmodel import Session
 
-from app.actions import STATUSES
 from app.metrics import Summary, summary
+from app.vocabulary import ActionStatus
 
 
 class SummaryCollector(Collector):
@@ -47,7 +47,7 @@ def gauges(result: Summary) -> Iterator[Metric]:
             f"aftermath_{name}_incidents", f"Incidents the {name.upper()} is computed from", value=figures.count
         )
     actions = GaugeMetricFamily("aftermath_actions", "Actions by normalized status", labels=["status"])
-    for status in STATUSES:
+    for status in ActionStatus:
         actions.add_metric([status], getattr(result.actions, status))
     yield actions
     yield GaugeMetricFamily("aftermath_actions_overdue", "Actions past due, not done", value=result.actions.overdue)

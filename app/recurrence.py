@@ -5,8 +5,10 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from app import jobs, ledger
-from app.actions import CLOSED, Action
+from app.actions import Action
 from app.incidents import Incident
+from app.jobs import JobKind
+from app.vocabulary import CLOSED, LedgerKind, LedgerSource
 
 
 def earlier_with_postmortem(session: Session, incident: Incident) -> Incident | None:
@@ -44,8 +46,8 @@ def link_if_recurring(session: Session, incident: Incident) -> Incident | None:
             continue
         ledger.append(
             session,
-            kind="recurred",
-            source="system",
+            kind=LedgerKind.RECURRED,
+            source=LedgerSource.SYSTEM,
             action_id=action.id,
             postmortem_id=action.postmortem_id,
             details={"incident_id": incident.id, "earlier_incident_id": earlier.id, "incident_url": incident.url},
@@ -53,7 +55,7 @@ def link_if_recurring(session: Session, incident: Incident) -> Incident | None:
         if action.tracker_key:
             jobs.enqueue(
                 session,
-                "comment",
+                JobKind.COMMENT,
                 action_id=action.id,
                 payload={"reason": "recurred", "incident_id": incident.id},
                 dedup_key=f"recurred:{action.id}:{incident.id}",

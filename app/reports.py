@@ -21,24 +21,38 @@ from app.actions import Action
 from app.findings import Finding
 from app.incidents import Incident, TimelineEntry
 from app.postmortems import Postmortem
+from app.vocabulary import CLOSED, ActionKind, ActionStatus, FindingKind
 
 Audience = Literal["executive", "engineering", "operations"]
 AUDIENCES: tuple[Audience, ...] = get_args(Audience)
 
 # Runbook-facing: process actions change what responders do (runbooks, escalation steps) and monitoring
 # actions change what pages them (alerts, dashboards); technical/test/organizational ones change neither.
-RUNBOOK_KINDS = ("process", "monitoring")
+RUNBOOK_KINDS = (ActionKind.PROCESS, ActionKind.MONITORING)
 # What changes for on-call: the runbook-facing kinds plus organizational ones (rotations, ownership, staffing).
-ON_CALL_KINDS = ("process", "organizational", "monitoring")
+ON_CALL_KINDS = (ActionKind.PROCESS, ActionKind.ORGANIZATIONAL, ActionKind.MONITORING)
 # An executive reads causes first, then what let them through; ties keep the order the findings were recorded.
 _FINDING_RANK = {
     kind: rank
     for rank, kind in enumerate(
-        ("root_cause", "contributing_factor", "architecture_flaw", "detection_gap", "response_gap", "process_gap")
+        (
+            FindingKind.ROOT_CAUSE,
+            FindingKind.CONTRIBUTING_FACTOR,
+            FindingKind.ARCHITECTURE_FLAW,
+            FindingKind.DETECTION_GAP,
+            FindingKind.RESPONSE_GAP,
+            FindingKind.PROCESS_GAP,
+        )
     )
 }
 TOP_FINDINGS = 3
-_STATUS_ORDER = ("done", "in_progress", "open", "unfiled", "wont_do")
+_STATUS_ORDER = (
+    ActionStatus.DONE,
+    ActionStatus.IN_PROGRESS,
+    ActionStatus.OPEN,
+    ActionStatus.UNFILED,
+    ActionStatus.WONT_DO,
+)
 
 
 @dataclass(frozen=True)
@@ -72,7 +86,7 @@ class ActionView:
 
     @property
     def closed(self) -> bool:
-        return self.action.status in actions.CLOSED
+        return self.action.status in CLOSED
 
 
 @dataclass(frozen=True)
@@ -140,7 +154,7 @@ class ReportData:
     @property
     def completion(self) -> int:
         """Percent of actions done, rounded down so an unfinished list never reads 100%."""
-        return self.counts["done"] * 100 // len(self.actions) if self.actions else 0
+        return self.counts[ActionStatus.DONE] * 100 // len(self.actions) if self.actions else 0
 
     @property
     def remaining_actions(self) -> list[ActionView]:
@@ -182,7 +196,7 @@ def gather(session: Session, postmortem_id: int, today: date) -> ReportData:
             FindingView(
                 finding,
                 [a.action.id for a in answering if a.action.id is not None],
-                any(a.action.status == "done" for a in answering),
+                any(a.action.status == ActionStatus.DONE for a in answering),
             )
         )
     return ReportData(
@@ -256,7 +270,7 @@ def label(value: str | None) -> str:
     """Enum value as words: root_cause -> root cause, wont_do -> won't do."""
     if value is None:
         return "—"
-    return "won't do" if value == "wont_do" else value.replace("_", " ")
+    return "won't do" if value == ActionStatus.WONT_DO else value.replace("_", " ")
 
 
 _templates = Environment(

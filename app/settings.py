@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-CommaList = Annotated[list[str], NoDecode]
+from connectors.targets import Connection, TrackerKind
+
+SecretList = Annotated[list[SecretStr], NoDecode]
 
 
 def _http_url(value: str) -> str:
@@ -27,16 +29,16 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./aftermath.db"
     public_url: str = "http://localhost:8000"
-    api_tokens: CommaList = Field(default_factory=list)
-    pagerduty_secrets: CommaList = Field(default_factory=list)
-    opsgenie_token: str | None = None
+    api_tokens: SecretList = Field(default_factory=list)
+    pagerduty_secrets: SecretList = Field(default_factory=list)
+    opsgenie_token: SecretStr | None = None
     jira_url: str | None = None
     jira_user: str | None = None
-    jira_token: str | None = None
-    github_token: str | None = None
+    jira_token: SecretStr | None = None
+    github_token: SecretStr | None = None
     github_api_url: str = "https://api.github.com"
-    github_webhook_secret: str | None = None
-    jira_webhook_secret: str | None = None
+    github_webhook_secret: SecretStr | None = None
+    jira_webhook_secret: SecretStr | None = None
     reminder_interval: int = Field(default=604800, ge=0)
     mappings: Path = Path("./mappings")
     poll_interval: float = Field(default=300, gt=0)
@@ -66,10 +68,10 @@ class Settings(BaseSettings):
 
     @field_validator("api_tokens")
     @classmethod
-    def _token_entries(cls, value: list[str]) -> list[str]:
+    def _token_entries(cls, value: list[SecretStr]) -> list[SecretStr]:
         from app.tokens import parse_entry  # the one parser of `[name=]token[:read|:write]`
 
-        names = [parse_entry(entry)[0] for entry in value]
+        names = [parse_entry(entry.get_secret_value())[0] for entry in value]
         if len(set(names)) != len(names):
             raise ValueError("two API tokens have the same name")
         return value
@@ -102,16 +104,23 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} is not a folder of mapping files")
         return value
 
-    @property
-    def jira_enabled(self) -> bool:
-        return bool(self.jira_url and self.jira_token)
+    def connection(self, kind: TrackerKind) -> Connection | None:
+        """How to reach the tracker of this kind, or None when its settings are absent."""
+        if kind == TrackerKind.JIRA and self.jira_url and self.jira_token:
+            return Connection(self.jira_url, self.jira_token.get_secret_value(), self.jira_user)
+        if kind == TrackerKind.GITHUB and self.github_token:
+            return Connection(self.github_api_url, self.github_token.get_secret_value())
+        return None
 
-    @property
-    def github_enabled(self) -> bool:
-        return bool(self.github_token)
+    def webhook_secret(self, kind: TrackerKind) -> tuple[str, str | None]:
+        """The variable holding the secret of this tracker's own webhook, and its value (None: the route is off)."""
+        secret = self.jira_webhook_secret if kind == TrackerKind.JIRA else self.github_webhook_secret
+        return f"AFTERMATH_{kind.upper()}_WEBHOOK_SECRET", secret.get_secret_value() if secret else None
 
     def secrets(self) -> list[str]:
         """Every configured secret, so logs and errors can be scrubbed of them."""
+        from app.tokens import parse_entry
+
         values = [
             *self.pagerduty_secrets,
             self.opsgenie_token,
@@ -120,10 +129,9 @@ class Settings(BaseSettings):
             self.github_webhook_secret,
             self.jira_webhook_secret,
         ]
-        from app.tokens import parse_entry
-
-        values += [parse_entry(entry)[1] for entry in self.api_tokens]
-        return [v for v in values if v]
+        revealed = [v.get_secret_value() for v in values if v is not None]
+        revealed += [parse_entry(entry.get_secret_value())[1] for entry in self.api_tokens]
+        return [v for v in revealed if v]
 
 
 class SettingsError(Exception):

@@ -5,24 +5,23 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlmodel import Field, Session, SQLModel, select
 
 from app import ledger
-from app.actions import CLOSED, Action
+from app.actions import Action
 from app.context import Context
 from app.db import UTCDateTime, utcnow
 from app.mappings import Mappings
+from app.vocabulary import CLOSED, LedgerKind, LedgerSource, TrackerState
 from connectors.tracker import IssueState, TrackerError
-from connectors.tracker_webhooks import TrackerEvent
 
 log = logging.getLogger(__name__)
 RECENTLY_CLOSED = timedelta(days=30)  # closed issues stay polled this long, so a reopen is still seen
 
 
 class PollCursor(SQLModel, table=True):
-    """Per tracker target, the connector's opaque cursor (GitHub: since + ETag)."""
+    """Per tracker target (by its name), the connector's opaque cursor (since + ETag, where the tracker has one)."""
 
     __tablename__ = "poll_cursor"
 
@@ -31,48 +30,35 @@ class PollCursor(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-def normalize(mappings: Mappings, kind: str, state: IssueState) -> str:
-    if kind == "jira":
-        jira = mappings.statuses.jira
-        if state.raw_status in jira.statuses:
-            return jira.statuses[state.raw_status]
-        status = jira.categories.get(state.category, "open")
-        if status == "done" and state.resolution and state.resolution in jira.wont_do_resolutions:
-            return "wont_do"
-        return status
-    github = mappings.statuses.github
-    if state.category == "closed":
-        return github.closed.get(state.resolution or "", github.closed_default)
-    return github.open
-
-
-def target_key(target: dict[str, Any]) -> str:
-    return f"jira:{target.get('project')}" if target.get("kind") == "jira" else f"github:{target.get('repo')}"
-
-
 def apply_state(
-    session: Session, mappings: Mappings, action: Action, state: IssueState, source: str, at: datetime | None = None
+    session: Session,
+    mappings: Mappings,
+    action: Action,
+    state: IssueState,
+    source: LedgerSource,
+    at: datetime | None = None,
 ) -> bool:
     """Record the tracker's state on the action; a ledger entry only when the normalized or raw status moved."""
     assert action.id is not None and action.tracker_kind is not None
-    new_status = normalize(mappings, action.tracker_kind, state)
+    new_status = mappings.status_of(action.tracker_kind, state)
     changed = False
     if state.moved_to and state.moved_to != action.tracker_key:
         ledger.append(
             session,
-            kind="tracker_moved",
+            kind=LedgerKind.TRACKER_MOVED,
             source=source,
             action_id=action.id,
             postmortem_id=action.postmortem_id,
             details={"from": action.tracker_key, "to": state.moved_to},
         )
         action.tracker_key, changed = state.moved_to, True
-    if action.tracker_state != "ok":
-        action.tracker_state, changed = "ok", True
+    if action.tracker_state != TrackerState.OK:
+        action.tracker_state, changed = TrackerState.OK, True
     # The first raw status seen after filing is no change (the issue was filed "open"); later raw moves are.
     raw_moved = action.tracker_status is not None and state.raw_status != action.tracker_status
     if new_status != action.status or raw_moved:
-        kind = "reopened" if action.status in CLOSED and new_status not in CLOSED else "status_changed"
+        reopened = action.status in CLOSED and new_status not in CLOSED
+        kind = LedgerKind.REOPENED if reopened else LedgerKind.STATUS_CHANGED
         ledger.append(
             session,
             kind=kind,
@@ -98,14 +84,14 @@ def apply_state(
     return changed
 
 
-def mark_missing(session: Session, action: Action, source: str) -> bool:
-    if action.tracker_state == "missing":
+def mark_missing(session: Session, action: Action, source: LedgerSource) -> bool:
+    if action.tracker_state == TrackerState.MISSING:
         return False
-    action.tracker_state, action.updated_at = "missing", utcnow()
+    action.tracker_state, action.updated_at = TrackerState.MISSING, utcnow()
     session.add(action)
     ledger.append(
         session,
-        kind="tracker_missing",
+        kind=LedgerKind.TRACKER_MISSING,
         source=source,
         action_id=action.id,
         postmortem_id=action.postmortem_id,
@@ -127,13 +113,14 @@ def poll_all(context: Context) -> int:
     with context.read() as session:
         by_target: dict[str, list[Action]] = defaultdict(list)
         for action in pollable(session, utcnow()):
-            by_target[target_key(action.tracker or {})].append(action)
+            if action.target is not None:
+                by_target[action.target.name].append(action)
         cursors = {c.target: c.cursor for c in session.exec(select(PollCursor)).all()}
     changed = 0
     for key, group in by_target.items():
-        target = group[0].tracker or {}
-        tracker = context.tracker(str(target.get("kind")))
-        if tracker is None:
+        target = group[0].target
+        tracker = context.tracker(target.kind) if target else None
+        if target is None or tracker is None:
             continue
         keys = [a.tracker_key for a in group if a.tracker_key]
         try:
@@ -148,24 +135,11 @@ def poll_all(context: Context) -> int:
                     continue
                 state = result.states.get(fresh.tracker_key)
                 if state is not None:
-                    changed += apply_state(session, context.mappings, fresh, state, "poll")
+                    changed += apply_state(session, context.mappings, fresh, state, LedgerSource.POLL)
                 elif fresh.tracker_key in result.missing:
-                    mark_missing(session, fresh, "poll")
+                    mark_missing(session, fresh, LedgerSource.POLL)
             if result.cursor != cursors.get(key):
                 row = session.get(PollCursor, key) or PollCursor(target=key)
                 row.cursor, row.updated_at = result.cursor, utcnow()
                 session.add(row)
     return changed
-
-
-def apply_tracker_event(session: Session, mappings: Mappings, event: TrackerEvent) -> bool:
-    """A change pushed by the tracker's own webhook; the next poll then finds nothing left to record."""
-    action = session.exec(
-        select(Action).where(Action.tracker_kind == event.tracker, Action.tracker_key == event.key)
-    ).first()
-    if action is None:
-        return False  # not an issue Aftermath filed
-    if event.deleted:
-        return mark_missing(session, action, "webhook")
-    assert event.state is not None
-    return apply_state(session, mappings, action, event.state, "webhook")

@@ -13,11 +13,14 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
-from app import filing, ingest, jobs, notify, tracking
+from app import filing, ingest, jobs, notify, postmortems, tracking
 from app.context import Context
 from app.db import is_postgres, utcnow
-from app.group_commit import ingest_busy
 from app.incidents import Incident
+from app.vocabulary import IncidentStatus
+
+# The job handlers register themselves with app.jobs when their modules are imported.
+JOB_MODULES = (filing, notify)
 
 log = logging.getLogger(__name__)
 TRIGGER_SWEEP_SECONDS = 60.0
@@ -63,11 +66,11 @@ class Worker:
             with self.context.write() as session:
                 if not _inbox_turn(session):
                     return total  # another worker is applying the inbox; this one goes on to jobs
-                applied = ingest.process_pending(session, self.context.mappings, batch)
+                applied = ingest.apply_pending(session, self.context.mappings, batch)
             total += applied
             if applied == 0:
                 return total
-            if self.context.inbox_signal.is_set() or ingest_busy(engine):
+            if self.context.inbox_signal.is_set() or ingest.busy(engine):
                 self._yield_to_ingest(engine, time.monotonic() - started)
         return total
 
@@ -76,33 +79,13 @@ class Worker:
         MAX_PAUSE: during a burst the backlog waits in the inbox, and is applied at full speed when the burst ends."""
         now = time.monotonic()
         until, latest = now + took * INGEST_SHARE, now + MAX_PAUSE
-        while not self._stop.is_set() and (now < until or ingest_busy(engine)) and now < latest:
+        while not self._stop.is_set() and (now < until or ingest.busy(engine)) and now < latest:
             self._stop.wait(0.002)
             now = time.monotonic()
 
     def run_job(self) -> bool:
         """Claim and run one job; False when none was ready."""
-        with self.context.write() as session:
-            job = jobs.claim(session, self.id)
-        if job is None:
-            return False
-        try:
-            if job.kind == "file_action":
-                filing.file_action(self.context, job, self.id)
-            elif job.kind == "comment":
-                notify.post_comment(self.context, job, self.id)
-            elif job.kind == "update_issue":
-                filing.update_issue(self.context, job, self.id)
-            else:
-                log.error("unknown job kind %s (job %s)", job.kind, job.id)
-                with self.context.write() as session:
-                    mine = jobs.still_mine(session, job.id or 0, self.id)
-                    if mine:
-                        jobs.fail(session, mine, f"unknown job kind {job.kind}")
-        except Exception:
-            # A bug in one job must not stop the loop; the lease runs out and the job is retried later.
-            log.exception("job %s crashed", job.id)
-        return True
+        return jobs.run_next(self.context, self.id)
 
     def run_periodic(self) -> None:
         settings = self.context.settings
@@ -120,9 +103,9 @@ class Worker:
         """Rules that depend on time passing (open longer than 30 minutes) are met without any new event."""
         opened = 0
         with self.context.write() as session:
-            query = select(Incident).where(Incident.postmortem_id.is_(None), Incident.status != "resolved")  # type: ignore[union-attr]
-            for incident in session.exec(query).all():
-                opened += ingest.open_postmortem_if_due(session, self.context.mappings, incident)
+            open_ones = Incident.postmortem_id.is_(None), Incident.status != IncidentStatus.RESOLVED  # type: ignore[union-attr]
+            for incident in session.exec(select(Incident).where(*open_ones)).all():
+                opened += postmortems.open_if_due(session, self.context.mappings, incident, utcnow())
         if opened:
             log.info("trigger sweep opened %d postmortem(s) at %s", opened, utcnow().isoformat())
         return opened

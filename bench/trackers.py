@@ -44,14 +44,15 @@ from app.postmortems import Postmortem  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.worker import Worker  # noqa: E402
 from connectors.github_tracker import MARKER, GitHubTracker  # noqa: E402
+from connectors.targets import GitHubTarget, JiraTarget, Target, TrackerKind  # noqa: E402
 from tests.fakes.fake_github import FakeGitHub  # noqa: E402
 from tests.fakes.fake_jira import FakeJira  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 PG_ADMIN = os.environ.get("AFTERMATH_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 GH_TOKEN, GH_LOGIN, GH_REPO = "bench-token", "aftermath-bot", "acme/big"
-JIRA_TARGET = {"kind": "jira", "project": "OPS", "issue_type": "Task"}
-GH_TARGET = {"kind": "github", "repo": GH_REPO}
+JIRA_TARGET = JiraTarget(project="OPS", issue_type="Task")
+GH_TARGET = GitHubTarget(repo=GH_REPO)
 PAGE = 100  # Jira search/jql batch and GitHub per_page: the floor is ⌈N/100⌉ requests per cycle
 MARKED = re.compile(re.escape(MARKER).replace(re.escape("{key}"), "(\\S+)"))
 SEED_SPACING = 600.0  # seeded GitHub issues were last updated 10 min apart (not all within the poll overlap)
@@ -102,7 +103,7 @@ def new_postmortem(context: Context) -> int:
         return pm.id
 
 
-def seed_filed_actions(context: Context, kind: str, target: dict[str, Any], refs: list[tuple[str, str]]) -> None:
+def seed_filed_actions(context: Context, target: Target, refs: list[tuple[str, str]]) -> None:
     """Already-filed, open actions (as the worker leaves them), straight into the database."""
     pm_id, now = new_postmortem(context), utcnow()
     for start in range(0, len(refs), 2000):
@@ -111,8 +112,8 @@ def seed_filed_actions(context: Context, kind: str, target: dict[str, Any], refs
                 Action(
                     postmortem_id=pm_id,
                     title=f"Benchmark action {start + i}",
-                    tracker=target,
-                    tracker_kind=kind,
+                    target=target,
+                    tracker_kind=TrackerKind(target.kind),
                     tracker_key=key,
                     tracker_url=url,
                     status="open",
@@ -149,7 +150,7 @@ def bench_poll_jira(db: str, n: int, changed_share: float, workdir: Path) -> dic
         keys = [fake.add_issue("OPS", summary=f"Benchmark action {i}") for i in range(n)]
         context = make_context(url, jira_url=fake.url, jira_user=fake.user, jira_token=fake.token)
         try:
-            seed_filed_actions(context, "jira", JIRA_TARGET, [(k, f"{fake.url}/browse/{k}") for k in keys])
+            seed_filed_actions(context, JIRA_TARGET, [(k, f"{fake.url}/browse/{k}") for k in keys])
 
             def log() -> list[Any]:
                 return fake.requests
@@ -187,7 +188,7 @@ def bench_poll_github(db: str, n: int, changed_share: float, workdir: Path) -> d
         context = make_context(url, github_token=GH_TOKEN, github_api_url=fake.url)
         try:
             refs = [(f"{GH_REPO}#{k}", f"{fake.url}/{GH_REPO}/issues/{k}") for k in numbers]
-            seed_filed_actions(context, "github", GH_TARGET, refs)
+            seed_filed_actions(context, GH_TARGET, refs)
 
             def log() -> list[Any]:
                 return fake.requests

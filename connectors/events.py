@@ -5,22 +5,25 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
-TimelineKind = Literal[
-    "triggered",
-    "acknowledged",
-    "unacknowledged",
-    "escalated",
-    "reassigned",
-    "priority_changed",
-    "note",
-    "status_update",
-    "resolved",
-    "reopened",
-    "responder_added",
-    "other",
-]
+
+class TimelineKind(StrEnum):
+    """What one alert event did to its incident (one timeline entry)."""
+
+    TRIGGERED = "triggered"
+    ACKNOWLEDGED = "acknowledged"
+    UNACKNOWLEDGED = "unacknowledged"
+    ESCALATED = "escalated"
+    REASSIGNED = "reassigned"
+    PRIORITY_CHANGED = "priority_changed"
+    NOTE = "note"
+    STATUS_UPDATE = "status_update"
+    RESOLVED = "resolved"
+    REOPENED = "reopened"
+    RESPONDER_ADDED = "responder_added"
+    OTHER = "other"
 
 
 class PayloadError(ValueError):

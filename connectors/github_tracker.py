@@ -18,6 +18,7 @@ from github.GithubObject import NotSet
 from urllib3.exceptions import ConnectTimeoutError
 from urllib3.util.retry import Retry
 
+from connectors.targets import GitHubTarget, Target, TrackerKind
 from connectors.tracker import (
     ISSUE_PARTS,
     IssueDraft,
@@ -36,7 +37,6 @@ TITLE_MAX, BODY_MAX, LABEL_MAX, LABELS_MAX = 256, 65536, 50, 100  # GitHub's own
 PAGE = 100  # GitHub's maximum per_page
 MAX_FIND_PAGES = 50  # 5,000 issues created since the first attempt: beyond any plausible backoff
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _KEY = re.compile(r"^(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)#(?P<number>[1-9][0-9]*)$")
 # the key lands inside an HTML comment: no "--", ">" or whitespace, or the marker could end early or be mangled
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:/=+-]{1,200}$")
@@ -50,9 +50,9 @@ WRITE_INTERVAL = 0.8
 
 
 class GitHubTracker:
-    """One GitHub (github.com, or GHES via `api_url`) and one token; a target is `{"kind":"github","repo":"o/r"}`."""
+    """One GitHub (github.com, or GHES via `api_url`) and one token; a target is a GitHubTarget (`owner/repo`)."""
 
-    kind = "github"
+    kind = TrackerKind.GITHUB
     lookup_settle = 0.0  # the repository listing is not an index: a created issue is in it at once
 
     def __init__(
@@ -101,7 +101,7 @@ class GitHubTracker:
         self._rebase_after = timedelta(seconds=rebase_after)
 
     # ---- Tracker protocol --------------------------------------------------------------------------------------
-    def create_issue(self, target: dict[str, Any], draft: IssueDraft) -> IssueRef:
+    def create_issue(self, target: Target, draft: IssueDraft) -> IssueRef:
         repo = _target_repo(target)
         labels = _labels(draft.labels)
         try:
@@ -117,7 +117,7 @@ class GitHubTracker:
             raise _transport_error(exc, f"creating an issue in {repo}", write=True) from exc
         return IssueRef(key=f"{repo}#{issue.number}", url=issue.html_url)
 
-    def update_issue(self, target: dict[str, Any], key: str, draft: IssueDraft, parts: Set[str] | None = None) -> None:
+    def update_issue(self, target: Target, key: str, draft: IssueDraft, parts: Set[str] | None = None) -> None:
         """One PATCH of title, body (marker kept) and assignees: `parts` title/body/assignee; None = all.
 
         GitHub has no due date or priority field (the body shows them), and labels are left alone: PATCH `labels`
@@ -145,7 +145,7 @@ class GitHubTracker:
             raise _transport_error(exc, f"updating {key}", write=False) from exc
 
     def find_issue(
-        self, target: dict[str, Any], idempotency_key: str, created_after: datetime | None = None
+        self, target: Target, idempotency_key: str, created_after: datetime | None = None
     ) -> IssueRef | None:
         """Newest-first repository listing matched on the body marker; not search, whose index lags writes.
 
@@ -173,7 +173,7 @@ class GitHubTracker:
             url, params = _next_link(headers), {}
         return None
 
-    def poll(self, target: dict[str, Any], keys: list[str], cursor: str | None) -> PollResult:
+    def poll(self, target: Target, keys: list[str], cursor: str | None) -> PollResult:
         """Changes since `cursor` from `GET /repos/o/r/issues?state=all&sort=updated&direction=desc` sent with
         If-None-Match: nothing changed = one free 304. Newest-first means any change lands on page 1 (so page 1's
         ETag covers the whole listing), and paging stops at issues older than the last poll's newest update.
@@ -266,11 +266,10 @@ class GitHubTracker:
 
 
 # ---- pure helpers -----------------------------------------------------------------------------------------------
-def _target_repo(target: Mapping[str, Any]) -> str:
-    repo = str(target.get("repo") or "")
-    if not _REPO.match(repo):
-        raise PermanentError(f"GitHub target needs repo as 'owner/name', got {repo!r}")
-    return repo
+def _target_repo(target: Target) -> str:
+    if not isinstance(target, GitHubTarget):
+        raise PermanentError(f"not a GitHub target: {target!r}")
+    return target.repo
 
 
 def _split_key(key: str) -> tuple[str, int]:

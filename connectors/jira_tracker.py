@@ -19,6 +19,7 @@ import requests
 from jira import JIRA, JIRAError
 from urllib3.exceptions import NewConnectionError
 
+from connectors.targets import JiraTarget, Target, TrackerKind
 from connectors.tracker import (
     ISSUE_PARTS,
     IssueDraft,
@@ -63,7 +64,7 @@ def global_id(idempotency_key: str) -> str:
 class JiraTracker:
     """One Jira site. Cloud when `user` (the account e-mail) is given: Basic email:API-token; else a Server/DC PAT."""
 
-    kind = "jira"
+    kind = TrackerKind.JIRA
     lookup_settle = 60.0  # search/jql is eventually consistent: a fresh issue can be missing from it for a while
 
     def __init__(self, url: str, user: str | None, token: str, timeout: float = 30.0) -> None:
@@ -75,7 +76,7 @@ class JiraTracker:
 
     # -- Tracker protocol ------------------------------------------------------------------------------------------
     def find_issue(
-        self, target: dict[str, Any], idempotency_key: str, created_after: datetime | None = None
+        self, target: Target, idempotency_key: str, created_after: datetime | None = None
     ) -> IssueRef | None:
         """The issue carrying this key's label (1 search request).
 
@@ -94,7 +95,7 @@ class JiraTracker:
             LOG.warning("Jira has %d issues labelled %s: %s", len(hits), label, [i.get("key") for i in hits])
         return self._ref(str(hits[0]["key"]))
 
-    def create_issue(self, target: dict[str, Any], draft: IssueDraft) -> IssueRef:
+    def create_issue(self, target: Target, draft: IssueDraft) -> IssueRef:
         """POST the issue (1 request, no prefetch GET), then upsert the backlink (1 more; +1 applinks GET/client)."""
         project, issue_type = _target(target)
         jira = self._client()
@@ -112,7 +113,7 @@ class JiraTracker:
                 return replace(ref, backlinked=False)
         return ref
 
-    def update_issue(self, target: dict[str, Any], key: str, draft: IssueDraft, parts: Set[str] | None = None) -> None:
+    def update_issue(self, target: Target, key: str, draft: IssueDraft, parts: Set[str] | None = None) -> None:
         """One PUT issue/{key} (no prefetch GET), +1 remote-link upsert when the backlink is among `parts`.
 
         `target` is not needed: the key names the issue, wherever it has moved since. The status is never sent (Jira
@@ -145,7 +146,7 @@ class JiraTracker:
         if "backlink" in want and draft.backlink_url:  # same globalId: Jira updates the one link in place
             self.add_backlink(key, draft.idempotency_key, draft.backlink_url, draft.backlink_title)
 
-    def poll(self, target: dict[str, Any], keys: list[str], cursor: str | None) -> PollResult:
+    def poll(self, target: Target, keys: list[str], cursor: str | None) -> PollResult:
         """One POST search/jql per 100 keys (+ one GET /field per client); `cursor` is unused and passed back.
 
         States are keyed by the key asked for; a moved issue answers under its new key, reported as `moved_to`.
@@ -321,10 +322,10 @@ def _assignee(who: str | None, *, cloud: bool) -> dict[str, str | None]:
     return {"accountId": who} if cloud else {"name": who}
 
 
-def _target(target: dict[str, Any]) -> tuple[str, str]:
-    if target.get("kind", "jira") != "jira" or not target.get("project"):
-        raise PermanentError(f"not a Jira target with a project: {target!r}")
-    return str(target["project"]), str(target.get("issue_type") or "Task")
+def _target(target: Target) -> tuple[str, str]:
+    if not isinstance(target, JiraTarget):
+        raise PermanentError(f"not a Jira target: {target!r}")
+    return target.project, target.issue_type
 
 
 def _quote(value: str) -> str:

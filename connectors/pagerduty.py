@@ -15,19 +15,19 @@ from typing import Any
 from connectors.events import AlertEvent, IncidentSnapshot, PayloadError, TimelineKind, json_type, load_object
 
 _KINDS: dict[str, TimelineKind] = {
-    "incident.triggered": "triggered",
-    "incident.acknowledged": "acknowledged",
-    "incident.unacknowledged": "unacknowledged",
-    "incident.escalated": "escalated",
-    "incident.delegated": "reassigned",
-    "incident.reassigned": "reassigned",
-    "incident.service_updated": "reassigned",
-    "incident.priority_updated": "priority_changed",
-    "incident.annotated": "note",
-    "incident.status_update_published": "status_update",
-    "incident.resolved": "resolved",
-    "incident.reopened": "reopened",
-    "incident.responder.added": "responder_added",
+    "incident.triggered": TimelineKind.TRIGGERED,
+    "incident.acknowledged": TimelineKind.ACKNOWLEDGED,
+    "incident.unacknowledged": TimelineKind.UNACKNOWLEDGED,
+    "incident.escalated": TimelineKind.ESCALATED,
+    "incident.delegated": TimelineKind.REASSIGNED,
+    "incident.reassigned": TimelineKind.REASSIGNED,
+    "incident.service_updated": TimelineKind.REASSIGNED,
+    "incident.priority_updated": TimelineKind.PRIORITY_CHANGED,
+    "incident.annotated": TimelineKind.NOTE,
+    "incident.status_update_published": TimelineKind.STATUS_UPDATE,
+    "incident.resolved": TimelineKind.RESOLVED,
+    "incident.reopened": TimelineKind.REOPENED,
+    "incident.responder.added": TimelineKind.RESPONDER_ADDED,
 }
 
 _HEX = re.compile(r"[0-9a-fA-F]+")

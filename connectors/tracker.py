@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Set
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from connectors.targets import Target, TrackerKind
 
 
 class TrackerError(Exception):
@@ -88,21 +91,21 @@ class PollResult:
 class Tracker(Protocol):
     """A tracker target (one Jira site, or GitHub) seen through the few calls Aftermath needs."""
 
-    kind: str  # "jira" | "github"
+    kind: TrackerKind
 
     # How long after a create of unknown outcome a lookup that finds nothing may still be wrong (a search index
     # that lags writes): until then the caller waits instead of creating again.
     lookup_settle: float
 
     def find_issue(
-        self, target: dict[str, Any], idempotency_key: str, created_after: datetime | None = None
+        self, target: Target, idempotency_key: str, created_after: datetime | None = None
     ) -> IssueRef | None:
         """Return the issue filed earlier with this key, if the tracker has one (created after `created_after`)."""
 
-    def create_issue(self, target: dict[str, Any], draft: IssueDraft) -> IssueRef:
+    def create_issue(self, target: Target, draft: IssueDraft) -> IssueRef:
         """File the issue. Raises RetryLater/OutcomeUnknown/PermanentError."""
 
-    def update_issue(self, target: dict[str, Any], key: str, draft: IssueDraft, parts: Set[str] | None = None) -> None:
+    def update_issue(self, target: Target, key: str, draft: IssueDraft, parts: Set[str] | None = None) -> None:
         """Rewrite the filed issue `key` to match `draft`: only the `parts` named (see ISSUE_PARTS; None = all).
 
         Keeps what finds the issue again (the idempotency label or body marker) and never removes labels people
@@ -110,7 +113,7 @@ class Tracker(Protocol):
         Raises RetryLater/PermanentError.
         """
 
-    def poll(self, target: dict[str, Any], keys: list[str], cursor: str | None) -> PollResult:
+    def poll(self, target: Target, keys: list[str], cursor: str | None) -> PollResult:
         """States of the tracked `keys` under `target` in as few requests as possible.
 
         Jira answers every key (batches of 100 through JQL); GitHub answers only the issues that changed

@@ -1,14 +1,20 @@
-"""Inbound tracker webhooks (GitHub `issues`, Jira `jira:issue_*`): signature checks and parsing. Pure functions."""
+"""Inbound tracker webhooks (GitHub `issues`, Jira `jira:issue_*`): signature checks and parsing. Pure functions.
+
+`HOOKS` describes each tracker's webhook (how it signs, which header names the delivery, how to read it), so the
+app serves one route per entry without knowing the vendors.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from connectors.events import PayloadError, load_object
+from connectors.targets import TrackerKind
 from connectors.tracker import IssueState
 
 
@@ -16,7 +22,7 @@ from connectors.tracker import IssueState
 class TrackerEvent:
     """One tracker-side change to an issue Aftermath may have filed."""
 
-    tracker: str  # "github" | "jira"
+    tracker: TrackerKind
     key: str  # the issue's key before this event ("owner/repo#12", "OPS-12")
     state: IssueState | None  # None: the event does not tell the issue's state (e.g. deleted)
     deleted: bool = False
@@ -65,7 +71,7 @@ def parse_github(event_name: str | None, body: bytes) -> TrackerEvent | None:
     key = f"{full_name}#{number}"
     action = data.get("action")
     if action == "deleted":
-        return TrackerEvent("github", key, None, deleted=True)
+        return TrackerEvent(TrackerKind.GITHUB, key, None, deleted=True)
     moved_to = None
     if action == "transferred":
         changes = data.get("changes") or {}
@@ -76,7 +82,7 @@ def parse_github(event_name: str | None, body: bytes) -> TrackerEvent | None:
     reason = issue.get("state_reason") if isinstance(issue.get("state_reason"), str) else None
     raw = state if state == "open" else f"closed:{reason or 'completed'}"
     return TrackerEvent(
-        "github",
+        TrackerKind.GITHUB,
         key,
         IssueState(
             key=key,
@@ -100,7 +106,7 @@ def parse_jira(body: bytes) -> TrackerEvent | None:
         raise PayloadError("a jira:issue_* event needs issue.key")
     key = issue["key"]
     if event == "jira:issue_deleted":
-        return TrackerEvent("jira", key, None, deleted=True)
+        return TrackerEvent(TrackerKind.JIRA, key, None, deleted=True)
     # A move to another project arrives as an update whose changelog renames the key.
     old_key = key
     for item in (data.get("changelog") or {}).get("items") or []:
@@ -113,7 +119,7 @@ def parse_jira(body: bytes) -> TrackerEvent | None:
     category = (status.get("statusCategory") or {}).get("key") or "new"
     resolution = (fields.get("resolution") or {}).get("name") if isinstance(fields.get("resolution"), dict) else None
     return TrackerEvent(
-        "jira",
+        TrackerKind.JIRA,
         old_key,
         IssueState(
             key=old_key,
@@ -124,3 +130,36 @@ def parse_jira(body: bytes) -> TrackerEvent | None:
             moved_to=key if key != old_key else None,
         ),
     )
+
+
+@dataclass(frozen=True)
+class TrackerHook:
+    """One tracker's webhook, as the route serving it needs to know it (headers by their lower-case names)."""
+
+    kind: TrackerKind
+    how_signed: str  # for the 401 detail
+    verify: Callable[[str | None, bytes, Mapping[str, str], Mapping[str, str]], bool]  # secret, body, headers, query
+    parse: Callable[[Mapping[str, str], bytes], TrackerEvent | None]
+    delivery_header: str  # names the delivery, so a redelivery is recognised
+
+
+HOOKS = (
+    TrackerHook(
+        kind=TrackerKind.GITHUB,
+        how_signed="X-Hub-Signature-256",
+        verify=lambda secret, body, headers, _query: verify_github(
+            secret=secret, body=body, header=headers.get("x-hub-signature-256")
+        ),
+        parse=lambda headers, body: parse_github(headers.get("x-github-event"), body),
+        delivery_header="x-github-delivery",
+    ),
+    TrackerHook(
+        kind=TrackerKind.JIRA,
+        how_signed="X-Hub-Signature (or ?secret=)",
+        verify=lambda secret, body, headers, query: verify_jira(
+            secret=secret, body=body, header=headers.get("x-hub-signature"), url_secret=query.get("secret")
+        ),
+        parse=lambda _headers, body: parse_jira(body),
+        delivery_header="x-atlassian-webhook-identifier",
+    ),
+)

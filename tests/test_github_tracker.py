@@ -10,12 +10,13 @@ import pytest
 import requests
 
 from connectors.github_tracker import GitHubTracker
+from connectors.targets import GitHubTarget
 from connectors.tracker import IssueDraft, OutcomeUnknown, PermanentError, RetryLater
 from tests.fakes.fake_github import FakeGitHub
 
 TOKEN = "test-token"
 REPO = "acme/ops"
-TARGET = {"kind": "github", "repo": REPO}
+TARGET = GitHubTarget(repo=REPO)
 
 
 def make_tracker(fake: FakeGitHub, **kw: object) -> GitHubTracker:
@@ -75,7 +76,7 @@ def test_unassignable_user_is_permanent_with_githubs_words(fake: FakeGitHub, tra
 
 
 def test_unknown_repo_is_permanent_and_named(tracker: GitHubTracker) -> None:
-    target = {"kind": "github", "repo": "acme/nope"}
+    target = GitHubTarget(repo="acme/nope")
     for call in (
         lambda: tracker.create_issue(target, draft()),
         lambda: tracker.find_issue(target, "aftermath-action-1"),
@@ -90,7 +91,7 @@ def test_bad_token_and_disabled_issues_are_permanent(fake: FakeGitHub) -> None:
         GitHubTracker("wrong", fake.url, seconds_between_requests=0).create_issue(TARGET, draft())
     fake.add_repo("acme/no-issues", has_issues=False)
     with pytest.raises(PermanentError, match="Issues are disabled"):
-        make_tracker(fake).create_issue({"kind": "github", "repo": "acme/no-issues"}, draft())
+        make_tracker(fake).create_issue(GitHubTarget(repo="acme/no-issues"), draft())
 
 
 def test_keys_that_would_break_the_marker_are_refused(tracker: GitHubTracker) -> None:
@@ -294,7 +295,7 @@ def test_poll_250_tracked_issues_in_three_requests_and_catches_a_change_on_the_l
 
 def test_poll_only_reports_this_repos_tracked_keys_and_reopen(fake: FakeGitHub, tracker: GitHubTracker) -> None:
     keys = _file(tracker, 2)
-    other = make_tracker(fake).create_issue({"kind": "github", "repo": "acme/other"}, draft()).key
+    other = make_tracker(fake).create_issue(GitHubTarget(repo="acme/other"), draft()).key
     first = tracker.poll(TARGET, [*keys, other, "not-a-key"], None)
     assert set(first.states) == set(keys)
 

@@ -12,10 +12,11 @@ import httpx
 import pytest
 
 from connectors.jira_tracker import JiraTracker
+from connectors.targets import GitHubTarget, JiraTarget
 from connectors.tracker import IssueDraft, OutcomeUnknown, PermanentError, RetryLater
 from tests.fakes.fake_jira import DEFAULT_ACCOUNT_ID, FakeJira
 
-TARGET = {"kind": "jira", "project": "OPS", "issue_type": "Task"}
+TARGET = JiraTarget(project="OPS", issue_type="Task")
 
 
 @pytest.fixture
@@ -107,13 +108,13 @@ def test_unknown_custom_field_is_permanent_with_jiras_words(fake: FakeJira, trac
 
 def test_unknown_project_and_bad_values_are_permanent(fake: FakeJira, tracker: JiraTracker) -> None:
     with pytest.raises(PermanentError, match="Specify a valid project ID or key"):
-        tracker.create_issue({**TARGET, "project": "NOPE"}, draft())
+        tracker.create_issue(JiraTarget(project="NOPE"), draft())
     with pytest.raises(PermanentError, match="priority"):
         tracker.create_issue(TARGET, draft(priority="Blocker"))
     with pytest.raises(PermanentError, match="cannot be assigned"):
         tracker.create_issue(TARGET, draft(assignee="someone-else"))
     with pytest.raises(PermanentError):
-        tracker.create_issue({"kind": "github", "repo": "o/r"}, draft())
+        tracker.create_issue(GitHubTarget(repo="o/r"), draft())
 
 
 def test_bad_credentials_are_permanent(fake: FakeJira) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 from fastapi.testclient import TestClient
 
@@ -163,26 +162,24 @@ def test_mapping_with_a_field_jira_refuses_is_reported_not_retried(
 
 
 def test_crash_between_the_answer_and_the_commit_does_not_duplicate(
-    api: TestClient, wired: Context, fake_jira: FakeJira, monkeypatch: pytest.MonkeyPatch
+    api: TestClient, wired: Context, fake_jira: FakeJira
 ) -> None:
     from sqlalchemy import update
 
-    from app import filing
+    from app import filing, jobs
     from app.db import utcnow
-    from app.jobs import Job
 
     action = new_action(api)
-
-    def crash(*_args: object) -> None:
-        raise RuntimeError("process killed after Jira answered, before the commit")
-
-    monkeypatch.setattr(filing, "_record_filed", crash)
-    Worker(wired).run_once()
+    # A worker claims the job and runs its handler; Jira creates the issue and answers, then the worker dies before
+    # it records anything.
+    with wired.write() as session:
+        job = jobs.claim(session, "dying-worker")
+    assert job is not None
+    filing.file_action(wired, job)
     assert len(fake_jira.issues) == 1 and _action(api, action["id"])["tracker_key"] is None
-    monkeypatch.undo()
     # The dead worker's lease runs out; another worker takes the job, finds the issue by its label, records it.
     with wired.write() as session:
-        session.execute(update(Job).values(locked_until=utcnow()).where(Job.status == "running"))  # type: ignore[arg-type]
+        session.execute(update(jobs.Job).values(locked_until=utcnow()).where(jobs.Job.id == job.id))  # type: ignore[arg-type]
     Worker(wired, name="second").run_once()
     filed = _action(api, action["id"])
     assert filed["tracker_key"] == "OPS-1" and len(fake_jira.issues) == 1

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
@@ -137,6 +139,28 @@ def test_bad_or_missing_credentials_store_nothing(client: TestClient, context: C
     basic = client.post("/webhooks/opsgenie", content=og, auth=("opsgenie", "og-token"))
     assert basic.status_code == 202
     assert [r.source for r in _inbox(context)] == ["opsgenie"]
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "",
+        "Basic",
+        "Basic !!!notbase64",
+        "Basic " + base64.b64encode(b"og-token").decode(),  # no colon
+        "Basic " + base64.b64encode(b"\xff\xfe:\xff").decode(),
+        "Basic " + base64.b64encode(b"og-token:x").decode(),  # the token as the user name
+        "Bearer og-token",
+        "og-token",
+    ],
+)
+def test_opsgenie_malformed_basic_is_no_credential(client: TestClient, context: Context, authorization: str) -> None:
+    og = payload("opsgenie/og1_01_create.json")
+    refused = client.post("/webhooks/opsgenie", content=og, headers={"Authorization": authorization})
+    assert refused.status_code == 401 and _inbox(context) == []
+    # A broken Basic header does not spoil a good X-Aftermath-Token beside it.
+    both = {"Authorization": authorization, "X-Aftermath-Token": "og-token"}
+    assert client.post("/webhooks/opsgenie", content=og, headers=both).status_code == 202
 
 
 def test_malformed_bodies_are_dead_letters_with_a_clear_detail(client: TestClient, context: Context) -> None:

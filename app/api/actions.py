@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
@@ -12,11 +12,12 @@ from app.api.deps import ContextDep, Reader, Writer
 from app.api.params import MAX_ID, Cursor, Limit, after_id
 from app.api.schemas import ActionDetail, ActionOut, ActionPatch, FindingOut, FindingPatch, Page
 from app.db import utcnow
+from app.vocabulary import ActionStatus
+from connectors.targets import TrackerKind
 
 router = APIRouter(prefix="/api/v1", tags=["actions"])
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"description": "unknown id"}}
-ActionStatus = Literal["unfiled", "open", "in_progress", "done", "wont_do"]
 
 
 @router.patch("/findings/{finding_id}", response_model=FindingOut, responses=NOT_FOUND)
@@ -35,7 +36,7 @@ def list_actions(
     owner: str | None = None,
     overdue: bool | None = None,
     postmortem_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    tracker: Literal["jira", "github"] | None = None,
+    tracker: Annotated[TrackerKind | None, Query(description="the kind of tracker the action is filed in")] = None,
     finding_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     cursor: Cursor = None,
     limit: Limit = 100,

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 from starlette.datastructures import Headers
+from starlette.requests import HTTPConnection
 
 from app import tokens
 from app.context import Context
 from app.tokens import Principal
 
 bearer = HTTPBearer(auto_error=False, description="API token with read or write scope")
+
+
+class _Basic(HTTPBasic):
+    """HTTP Basic credentials, or None: a malformed Basic header is no credential, not an error of its own (the
+    caller decides what is missing, and may accept another header instead)."""
+
+    async def __call__(self, request: HTTPConnection) -> HTTPBasicCredentials | None:  # type: ignore[override]
+        try:
+            return await super().__call__(request)
+        except HTTPException:
+            return None
+
+
+# Browsers opening the postmortem page send the token as the HTTP Basic password (any user name).
+basic = _Basic(auto_error=False, description="the API token as the password, any user name (for browsers)")
 # One challenge per WWW-Authenticate line: Chromium ignores a comma-joined "Bearer, Basic realm=..." (no prompt,
 # URL credentials never sent), so the backlink page could not be opened from a browser. A Headers object keeps both.
 CHALLENGES = Headers(raw=[(b"www-authenticate", b"Bearer"), (b"www-authenticate", b'Basic realm="aftermath"')])
@@ -28,23 +42,14 @@ def get_context(request: Request) -> Context:
 ContextDep = Annotated[Context, Depends(get_context)]
 
 
-def _token_from(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
-    if credentials is not None:
-        return credentials.credentials
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "basic" and value:
-        # Browsers opening the backlink page send the token as the HTTP Basic password.
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        return decoded.partition(":")[2] or None
-    return None
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+Basic = Annotated[HTTPBasicCredentials | None, Depends(basic)]
 
 
-def _principal(request: Request, context: Context, credentials: HTTPAuthorizationCredentials | None) -> Principal:
-    token = _token_from(request, credentials)
+def _principal(
+    context: Context, bearer_token: HTTPAuthorizationCredentials | None, basic: HTTPBasicCredentials | None
+) -> Principal:
+    token = (bearer_token.credentials if bearer_token else None) or (basic.password if basic else None) or None
     principal = None
     if token:
         with context.read() as session:
@@ -58,16 +63,12 @@ def _principal(request: Request, context: Context, credentials: HTTPAuthorizatio
     return principal
 
 
-def require_read(
-    request: Request, context: ContextDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> Principal:
-    return _principal(request, context, credentials)
+def require_read(context: ContextDep, token: Bearer, password: Basic) -> Principal:
+    return _principal(context, token, password)
 
 
-def require_write(
-    request: Request, context: ContextDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> Principal:
-    principal = _principal(request, context, credentials)
+def require_write(context: ContextDep, token: Bearer, password: Basic) -> Principal:
+    principal = _principal(context, token, password)
     if not principal.can_write:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, f"token {principal.name!r} has read scope; this route needs write"

@@ -13,6 +13,7 @@ from app.api.deps import ContextDep, Reader, Writer
 from app.api.params import MAX_ID, Cursor, Limit, after_id
 from app.api.schemas import IncidentOut, Page, PostmortemOut
 from app.db import utcnow
+from app.vocabulary import IncidentStatus
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 IncidentId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -22,7 +23,7 @@ IncidentId = Annotated[int, Path(ge=1, le=MAX_ID)]
 def list_incidents(
     context: ContextDep,
     _: Reader,
-    status: str | None = None,
+    status: IncidentStatus | None = None,
     service: str | None = None,
     since: AwareDatetime | None = None,
     cursor: Cursor = None,

@@ -16,7 +16,7 @@ from app.api import actions, health, incidents, ledger, metrics, pages, postmort
 from app.api.limits import BodyLimit
 from app.context import Context
 from app.errors import DomainError
-from app.group_commit import GroupCommitter
+from app.ingest import GroupCommitter
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from app.api.schemas import (
     Page,
     PostmortemOut,
     PostmortemPatch,
-    PostmortemStatus,
     RevisionOut,
 )
 from app.db import utcnow
+from app.vocabulary import PostmortemStatus
 
 router = APIRouter(prefix="/api/v1/postmortems", tags=["postmortems"])
 PostmortemId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -89,8 +89,9 @@ def add_finding(body: FindingIn, context: ContextDep, who: Writer, postmortem_id
 )
 def add_action(body: ActionIn, context: ContextDep, who: Writer, postmortem_id: PostmortemId) -> ActionOut:
     fields = body.model_dump(exclude={"finding_ids", "tracker"})
-    tracker = body.tracker.model_dump() if body.tracker else None
     with context.write() as session:
         postmortem = postmortems.get(session, postmortem_id)
-        action = actions.add(session, context.mappings, postmortem, fields, body.finding_ids, tracker, author=who.name)
+        action = actions.add(
+            session, context.mappings, postmortem, fields, body.finding_ids, body.tracker, author=who.name
+        )
         return present.action_bodies(session, [action], utcnow().date())[0]

@@ -39,7 +39,12 @@ def action_bodies(session: Session, rows: list[Action], today: date) -> list[Act
     links = actions.finding_ids_of(session, [a.id for a in rows if a.id is not None])
     return [
         ActionOut.model_validate(
-            {**row.model_dump(), "finding_ids": links[row.id or 0], "overdue": actions.is_overdue(row, today)}
+            {
+                **row.model_dump(),
+                "tracker": row.target,
+                "finding_ids": links[row.id or 0],
+                "overdue": actions.is_overdue(row, today),
+            }
         )
         for row in rows
     ]

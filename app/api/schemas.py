@@ -8,19 +8,25 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from app.api.params import MAX_ID
-from app.mappings import GitHubTarget, JiraTarget
+from app.vocabulary import (
+    ActionKind,
+    ActionStatus,
+    FindingKind,
+    IncidentStatus,
+    LedgerKind,
+    LedgerSource,
+    PostmortemStatus,
+    Priority,
+    Severity,
+    TrackerState,
+)
+from connectors.events import TimelineKind
+from connectors.targets import Target
 
 T = TypeVar("T")
 
 Text = Annotated[str, Field(max_length=20_000)]
 Line = Annotated[str, Field(min_length=1, max_length=255)]
-FindingKind = Literal[
-    "root_cause", "contributing_factor", "detection_gap", "response_gap", "process_gap", "architecture_flaw"
-]
-ActionKind = Literal["technical", "process", "organizational", "monitoring", "test"]
-Priority = Literal["critical", "high", "medium", "low"]
-PostmortemStatus = Literal["draft", "in_review", "published", "closed"]
-TrackerTarget = Annotated[JiraTarget | GitHubTarget, Field(discriminator="kind")]
 FindingId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
@@ -54,7 +60,7 @@ class _Input(BaseModel):
 
 class TimelineOut(BaseModel):
     at: datetime
-    kind: str
+    kind: TimelineKind
     actor: str | None
     text: str | None
 
@@ -66,10 +72,10 @@ class IncidentOut(BaseModel):
     title: str
     service: str | None
     team: str | None
-    severity: str
+    severity: Severity
     priority: str | None
     urgency: str | None
-    status: str
+    status: IncidentStatus
     triggered_at: datetime | None
     acknowledged_at: datetime | None
     resolved_at: datetime | None
@@ -101,7 +107,7 @@ class FindingPatch(_Input):
 class FindingOut(BaseModel):
     id: int
     postmortem_id: int
-    kind: str
+    kind: FindingKind
     statement: str
     evidence: str | None
     category: str | None
@@ -113,13 +119,13 @@ class FindingOut(BaseModel):
 class ActionIn(_Input):
     title: NonBlank
     description: Text | None = None
-    kind: ActionKind = "technical"
+    kind: ActionKind = ActionKind.TECHNICAL
     owner: Line | None = None
     due_date: date | None = None
-    priority: Priority = "medium"
+    priority: Priority = Priority.MEDIUM
     success_metric: Text | None = None
     finding_ids: list[FindingId] = Field(min_length=1, max_length=100)
-    tracker: TrackerTarget | None = None
+    tracker: Target | None = None
 
 
 class ActionPatch(_Input):
@@ -137,10 +143,10 @@ class ActionPatch(_Input):
 class LedgerOut(BaseModel):
     id: int
     at: datetime
-    kind: str
+    kind: LedgerKind
     action_id: int | None
     postmortem_id: int | None
-    source: str
+    source: LedgerSource
     from_status: str | None
     to_status: str | None
     tracker_status: str | None
@@ -155,17 +161,17 @@ class ActionOut(BaseModel):
     finding_ids: list[int]
     title: str
     description: str | None
-    kind: str
+    kind: ActionKind
     owner: str | None
     due_date: date | None
-    priority: str
+    priority: Priority
     success_metric: str | None
-    tracker: dict[str, Any] | None
+    tracker: Target | None = Field(description="the target: where the action is (to be) filed")
     tracker_key: str | None
     tracker_url: str | None
-    status: str
+    status: ActionStatus
     tracker_status: str | None
-    tracker_state: str
+    tracker_state: TrackerState
     last_error: str | None
     filed_at: datetime | None
     closed_at: datetime | None
@@ -202,7 +208,7 @@ class PostmortemOut(BaseModel):
     id: int
     key: str
     title: str
-    status: str
+    status: PostmortemStatus
     owner: str | None
     summary: str | None
     customer_impact: str | None

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from fastapi.security import HTTPBasicCredentials
 
-from app.api.deps import ContextDep
+from app import tracker_webhooks
+from app.api.deps import ContextDep, basic
 from app.api.schemas import WebhookAnswer
 from app.context import Context
-from app.group_commit import GroupCommitter
-from app.ingest import Answer, answer, classify_alert, receive_tracker_event
-from connectors import opsgenie, pagerduty, tracker_webhooks
-from connectors.tracker_webhooks import TrackerEvent
+from app.ingest import Answer, GroupCommitter, answer, classify_alert
+from connectors import opsgenie, pagerduty
+from connectors.tracker_webhooks import HOOKS, TrackerHook
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -56,7 +58,7 @@ async def _accept(request: Request, source: str, body: bytes) -> Response:
 @router.post("/pagerduty", status_code=202, response_model=WebhookAnswer, responses=_RESPONSES)
 async def pagerduty_webhook(request: Request) -> Response:
     """PagerDuty Webhooks v3; `X-PagerDuty-Signature` must match one of AFTERMATH_PAGERDUTY_SECRETS."""
-    secrets = _context(request).settings.pagerduty_secrets
+    secrets = [secret.get_secret_value() for secret in _context(request).settings.pagerduty_secrets]
     if not secrets:
         raise _unauthorized("PagerDuty webhooks are disabled: AFTERMATH_PAGERDUTY_SECRETS is not set")
     body = await request.body()
@@ -66,60 +68,49 @@ async def pagerduty_webhook(request: Request) -> Response:
 
 
 @router.post("/opsgenie", status_code=202, response_model=WebhookAnswer, responses=_RESPONSES)
-async def opsgenie_webhook(request: Request) -> Response:
+async def opsgenie_webhook(
+    request: Request, credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)]
+) -> Response:
     """Opsgenie outgoing webhook; the shared token comes as `X-Aftermath-Token` or as the Basic auth password."""
     expected = _context(request).settings.opsgenie_token
     if not expected:
         raise _unauthorized("Opsgenie webhooks are disabled: AFTERMATH_OPSGENIE_TOKEN is not set")
     if not opsgenie.verify_token(
-        expected=expected,
+        expected=expected.get_secret_value(),
         header_token=request.headers.get("x-aftermath-token"),
-        authorization=request.headers.get("authorization"),
+        basic_password=credentials.password if credentials else None,
     ):
         raise _unauthorized("missing or invalid X-Aftermath-Token (or Basic auth password)")
     return await _accept(request, "opsgenie", await request.body())
 
 
-async def _tracker_event(
-    context: Context, source: str, body: bytes, delivery: str | None, parse: Callable[[bytes], TrackerEvent | None]
-) -> Response:
-    def work() -> Response:
-        with context.write() as session:
-            return _answer(receive_tracker_event(session, context.mappings, source, body, delivery, parse))
+def _tracker_route(hook: TrackerHook) -> Callable[[Request, Context], Awaitable[Response]]:
+    async def receive(request: Request, context: ContextDep) -> Response:
+        variable, secret = context.settings.webhook_secret(hook.kind)
+        if not secret:
+            raise _unauthorized(f"{hook.kind} webhooks are disabled: {variable} is not set")
+        body = await request.body()
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        if not hook.verify(secret, body, headers, dict(request.query_params)):
+            raise _unauthorized(f"missing or invalid {hook.how_signed}")
 
-    return await run_in_threadpool(work)
+        def work() -> Response:
+            with context.write() as session:
+                return _answer(tracker_webhooks.receive(session, context.mappings, hook, body, headers))
 
+        return await run_in_threadpool(work)
 
-@router.post("/github", status_code=202, response_model=WebhookAnswer, responses=_RESPONSES)
-async def github_webhook(request: Request, context: ContextDep) -> Response:
-    """GitHub `issues` events, signed with AFTERMATH_GITHUB_WEBHOOK_SECRET (`X-Hub-Signature-256`)."""
-    secret = context.settings.github_webhook_secret
-    if not secret:
-        raise _unauthorized("GitHub webhooks are disabled: AFTERMATH_GITHUB_WEBHOOK_SECRET is not set")
-    body = await request.body()
-    if not tracker_webhooks.verify_github(secret=secret, body=body, header=request.headers.get("x-hub-signature-256")):
-        raise _unauthorized("missing or invalid X-Hub-Signature-256")
-    event_name = request.headers.get("x-github-event")
-    return await _tracker_event(
-        context,
-        "github",
-        body,
-        request.headers.get("x-github-delivery"),
-        lambda raw: tracker_webhooks.parse_github(event_name, raw),
-    )
+    receive.__name__ = f"{hook.kind}_webhook"
+    receive.__doc__ = f"The tracker's own webhook for issue changes, signed with {hook.how_signed}."
+    return receive
 
 
-@router.post("/jira", status_code=202, response_model=WebhookAnswer, responses=_RESPONSES)
-async def jira_webhook(request: Request, context: ContextDep, secret: str | None = None) -> Response:
-    """Jira `jira:issue_updated`: `X-Hub-Signature` HMAC with AFTERMATH_JIRA_WEBHOOK_SECRET, or `?secret=`."""
-    expected = context.settings.jira_webhook_secret
-    if not expected:
-        raise _unauthorized("Jira webhooks are disabled: AFTERMATH_JIRA_WEBHOOK_SECRET is not set")
-    body = await request.body()
-    if not tracker_webhooks.verify_jira(
-        secret=expected, body=body, header=request.headers.get("x-hub-signature"), url_secret=secret
-    ):
-        raise _unauthorized("missing or invalid X-Hub-Signature (or URL secret)")
-    return await _tracker_event(
-        context, "jira", body, request.headers.get("x-atlassian-webhook-identifier"), tracker_webhooks.parse_jira
+for _hook in HOOKS:
+    router.add_api_route(
+        f"/{_hook.kind}",
+        _tracker_route(_hook),
+        methods=["POST"],
+        status_code=202,
+        response_model=WebhookAnswer,
+        responses=_RESPONSES,
     )

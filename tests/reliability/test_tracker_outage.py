@@ -26,6 +26,7 @@ from app.context import Context, build_context
 from app.worker import Worker
 from connectors.github_tracker import GitHubTracker
 from connectors.jira_tracker import JiraTracker
+from connectors.targets import GitHubTarget, JiraTarget
 from connectors.tracker import IssueDraft, Unreachable
 from tests.conftest import make_settings
 from tests.fakes import fake_jira
@@ -141,6 +142,9 @@ def test_a_refused_connection_is_unreachable_not_an_unknown_outcome() -> None:
     down = f"http://127.0.0.1:{free_port()}"
     draft = IssueDraft(idempotency_key="aftermath-action-1", title="t", body_markdown="b")
     with pytest.raises(Unreachable):
-        JiraTracker(down, "bot@example.com", "token", timeout=2).create_issue(JIRA_TARGET, draft)
+        JiraTracker(down, "bot@example.com", "token", timeout=2).create_issue(
+            JiraTarget.model_validate(JIRA_TARGET), draft
+        )
     with pytest.raises(Unreachable):
-        GitHubTracker("token", down, timeout=2, retry_backoff=0).create_issue(GITHUB_TARGET, draft)
+        github = GitHubTracker("token", down, timeout=2, retry_backoff=0)
+        github.create_issue(GitHubTarget.model_validate(GITHUB_TARGET), draft)

@@ -1,4 +1,4 @@
-"""Imports every table module so the shared metadata is complete (Alembic, tests)."""
+"""Every table module, imported so the shared metadata is complete (Alembic autogenerate and migrations)."""
 
 from app.actions import Action, ActionFinding
 from app.findings import Finding

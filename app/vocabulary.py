@@ -1,0 +1,95 @@
+"""The product's words: every state, kind and source as a StrEnum, shared by the tables, the domain and the API.
+
+A StrEnum member is its string (equal, same hash), so rows read back as plain strings compare with these directly.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class IncidentStatus(StrEnum):
+    TRIGGERED = "triggered"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Severity(StrEnum):
+    SEV1 = "sev1"
+    SEV2 = "sev2"
+    SEV3 = "sev3"
+    SEV4 = "sev4"
+    SEV5 = "sev5"
+    UNKNOWN = "unknown"
+
+
+class PostmortemStatus(StrEnum):
+    DRAFT = "draft"
+    IN_REVIEW = "in_review"
+    PUBLISHED = "published"
+    CLOSED = "closed"
+
+
+class FindingKind(StrEnum):
+    ROOT_CAUSE = "root_cause"
+    CONTRIBUTING_FACTOR = "contributing_factor"
+    DETECTION_GAP = "detection_gap"
+    RESPONSE_GAP = "response_gap"
+    PROCESS_GAP = "process_gap"
+    ARCHITECTURE_FLAW = "architecture_flaw"
+
+
+class ActionKind(StrEnum):
+    TECHNICAL = "technical"
+    PROCESS = "process"
+    ORGANIZATIONAL = "organizational"
+    MONITORING = "monitoring"
+    TEST = "test"
+
+
+class Priority(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class ActionStatus(StrEnum):
+    """An action's normalized status: `unfiled` until a tracker issue exists, then what the tracker says."""
+
+    UNFILED = "unfiled"
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    WONT_DO = "wont_do"
+
+
+# Closed: nothing more will be done about the action (done, or decided against).
+CLOSED = frozenset({ActionStatus.DONE, ActionStatus.WONT_DO})
+
+
+class TrackerState(StrEnum):
+    """Whether the action's tracker issue is still where Aftermath filed it (`missing`: deleted, or not visible)."""
+
+    OK = "ok"
+    MISSING = "missing"
+
+
+class LedgerKind(StrEnum):
+    FILED = "filed"
+    FILING_FAILED = "filing_failed"
+    STATUS_CHANGED = "status_changed"
+    REOPENED = "reopened"
+    OWNER_CHANGED = "owner_changed"
+    DUE_DATE_CHANGED = "due_date_changed"
+    REMINDED = "reminded"
+    RECURRED = "recurred"
+    TRACKER_MISSING = "tracker_missing"
+    TRACKER_MOVED = "tracker_moved"
+
+
+class LedgerSource(StrEnum):
+    POLL = "poll"
+    WEBHOOK = "webhook"
+    API = "api"
+    SYSTEM = "system"
