@@ -18,6 +18,7 @@ from app.jobs import Done, Job, JobKind, Later, Outcome
 from app.mappings import Mappings
 from app.postmortems import Postmortem
 from app.vocabulary import ActionStatus, LedgerKind, LedgerSource
+from connectors.markup import Bullets, Document, Inline, Link, Strong, paragraph
 from connectors.targets import Target
 from connectors.tracker import IssueDraft, IssueRef, PermanentError, Tracker, TrackerError, Unreachable
 
@@ -55,24 +56,27 @@ def build_draft(
     """The issue as the tracker will show it: what to do, why (the finding), and the way back to the postmortem."""
     assert action.id is not None and postmortem.id is not None
     page = f"{public_url}/postmortems/{postmortem.id}"
-    lines = [action.description or "", "", f"**Postmortem:** [{postmortem.key} {postmortem.title}]({page})"]
+    facts: list[tuple[Inline, ...]] = [(Strong("Postmortem:"), " ", Link(f"{postmortem.key} {postmortem.title}", page))]
     for finding in found:
         url = finding_url(public_url, postmortem.id, finding.id or 0)
-        lines.append(f"**Finding ({finding.kind.replace('_', ' ')}):** {finding.statement} — [{url}]({url})")
-    lines += [
-        f"**Owner:** {action.owner or 'unassigned'}",
-        f"**Due:** {action.due_date.isoformat() if action.due_date else 'no due date'}",
-        f"**Priority:** {action.priority}",
-        f"**Success metric:** {action.success_metric or 'not set'}",
-        f"**Action:** {page}#action-{action.id}",
+        facts.append(
+            (Strong(f"Finding ({finding.kind.replace('_', ' ')}):"), f" {finding.statement} — ", Link(url, url))
+        )
+    facts += [
+        (Strong("Owner:"), f" {action.owner or 'unassigned'}"),
+        (Strong("Due:"), f" {action.due_date.isoformat() if action.due_date else 'no due date'}"),
+        (Strong("Priority:"), f" {action.priority}"),
+        (Strong("Success metric:"), f" {action.success_metric or 'not set'}"),
+        (Strong("Action:"), " ", Link(f"{page}#action-{action.id}", f"{page}#action-{action.id}")),
     ]
+    body = Document.of(paragraph(action.description) if action.description else None, Bullets(tuple(facts)))
     fields = mappings.issue_fields(target, action.owner, action.priority)
     labels = [*fields.labels, _label(f"pm-{postmortem.key}".lower())]
     first = found[0] if found else None
     return IssueDraft(
         idempotency_key=idempotency_key(action.id),
         title=f"[{postmortem.key}] {action.title}",
-        body_markdown="\n".join(lines).strip(),
+        body=body,
         labels=tuple(_label(label) for label in labels),
         assignee=fields.assignee,
         due_date=action.due_date,

@@ -13,6 +13,7 @@ from app.incidents import Incident
 from app.jobs import Done, Job, JobKind, Outcome
 from app.postmortems import Postmortem
 from app.vocabulary import CLOSED, LedgerKind, LedgerSource
+from connectors.markup import Document, Link, Strong, paragraph
 from connectors.tracker import PermanentError
 
 
@@ -46,22 +47,26 @@ def queue_reminders(session: Session, interval: float, now: datetime) -> int:
     return count
 
 
-def comment_text(session: Session, public_url: str, action: Action, payload: dict[str, object]) -> str:
+def comment_text(session: Session, public_url: str, action: Action, payload: dict[str, object]) -> Document:
     postmortem = session.get(Postmortem, action.postmortem_id)
     assert postmortem is not None
-    page = f"{public_url}/postmortems/{postmortem.id}"
+    anchor = f"{public_url}/postmortems/{postmortem.id}#action-{action.id}"
     if payload.get("reason") == "recurred":
         incident = session.get(Incident, int(str(payload["incident_id"])))
         assert incident is not None
         link = incident.url or f"{public_url}/api/v1/incidents/{incident.id}"
         when = incident.triggered_at.isoformat() if incident.triggered_at else "just now"
-        return (
-            f"This failure recurred: {incident.title} ({link}), triggered {when}. "
-            f"This action from {postmortem.key} is still {action.status}: {page}#action-{action.id}"
+        return Document.of(
+            paragraph(Strong("This failure recurred:"), " ", Link(incident.title, link), f", triggered {when}."),
+            paragraph(f"This action from {postmortem.key} is still {action.status}: ", Link(anchor, anchor)),
         )
-    return (
-        f"Reminder: this action from {postmortem.key} was due {action.due_date} and is still {action.status} "
-        f"(owner: {action.owner or 'unassigned'}). {page}#action-{action.id}"
+    return Document.of(
+        paragraph(
+            Strong("Reminder:"),
+            f" this action from {postmortem.key} was due {action.due_date} and is still {action.status} "
+            f"(owner: {action.owner or 'unassigned'}). ",
+            Link(anchor, anchor),
+        )
     )
 
 

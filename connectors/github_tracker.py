@@ -18,6 +18,7 @@ from github.GithubObject import NotSet
 from urllib3.exceptions import ConnectTimeoutError
 from urllib3.util.retry import Retry
 
+from connectors.markup import Document, to_markdown
 from connectors.targets import GitHubTarget, Target, TrackerKind
 from connectors.tracker import (
     ISSUE_PARTS,
@@ -107,7 +108,7 @@ class GitHubTracker:
         try:
             issue = self._gh.get_repo(repo).create_issue(
                 title=_title(draft.title),
-                body=_body_with_marker(draft.body_markdown, draft.idempotency_key),
+                body=_body_with_marker(to_markdown(draft.body), draft.idempotency_key),
                 labels=labels if labels else NotSet,
                 assignees=[draft.assignee] if draft.assignee else NotSet,
             )
@@ -130,7 +131,7 @@ class GitHubTracker:
         if "title" in want:
             changes["title"] = _title(draft.title)
         if "body" in want:
-            changes["body"] = _body_with_marker(draft.body_markdown, draft.idempotency_key)
+            changes["body"] = _body_with_marker(to_markdown(draft.body), draft.idempotency_key)
         if "assignee" in want:  # the new owner replaces the old one; an unmapped owner unassigns
             changes["assignees"] = [draft.assignee] if draft.assignee else []
         if not changes:
@@ -221,12 +222,13 @@ class GitHubTracker:
         new_cursor = {"since": _fmt_time(since), "etag": etag, "hwm": _fmt_time(newest), "base": _fmt_time(base)}
         return PollResult(states=states, cursor=json.dumps(new_cursor, sort_keys=True), missing=missing)
 
-    def add_comment(self, key: str, text: str) -> None:
+    def add_comment(self, key: str, text: Document) -> None:
         repo, number = _split_key(key)
-        if len(text) > BODY_MAX:
-            text = text[: BODY_MAX - 1] + "…"
+        body = to_markdown(text)
+        if len(body) > BODY_MAX:
+            body = body[: BODY_MAX - 1] + "…"
         try:
-            self._gh.get_repo(repo).get_issue(number).create_comment(text)
+            self._gh.get_repo(repo).get_issue(number).create_comment(body)
         except GithubException as exc:
             raise _status_error(exc.status, exc.headers, exc.data, f"issue {key}", write=True) from exc
         except requests.RequestException as exc:

@@ -19,6 +19,7 @@ import requests
 from jira import JIRA, JIRAError
 from urllib3.exceptions import NewConnectionError
 
+from connectors.markup import Document, to_jira_wiki
 from connectors.targets import JiraTarget, Target, TrackerKind
 from connectors.tracker import (
     ISSUE_PARTS,
@@ -127,7 +128,7 @@ class JiraTracker:
         if "title" in want:
             fields["summary"] = _summary(draft)
         if "body" in want:
-            fields["description"] = _description(draft)
+            fields["description"] = _description(draft, cloud=jira.deploymentType == "Cloud")
         if "due_date" in want:
             fields["duedate"] = draft.due_date.isoformat() if draft.due_date else None  # null clears it
         if "priority" in want and draft.priority:
@@ -165,10 +166,11 @@ class JiraTracker:
             missing=tuple(given[k] for k in missing),
         )
 
-    def add_comment(self, key: str, text: str) -> None:
+    def add_comment(self, key: str, text: Document) -> None:
         jira = self._client()
+        body = to_jira_wiki(text, cloud=jira.deploymentType == "Cloud")[:DESCRIPTION_MAX]
         with _translated(f"comment on {key}"):
-            jira.add_comment(key, text)  # v2: the body is a plain (wiki-markup) string
+            jira.add_comment(key, body)  # v2: the body is a wiki-markup string
 
     # -- extras ----------------------------------------------------------------------------------------------------
     def add_backlink(self, key: str, idempotency_key: str, url: str, title: str | None = None) -> None:
@@ -213,7 +215,7 @@ class JiraTracker:
             project={"key": project},
             issuetype={"name": issue_type},  # by name and key: avoids the client's two lookup GETs
             summary=_summary(draft),
-            description=_description(draft),
+            description=_description(draft, cloud=cloud),
             labels=_labels(draft),
         )
         if draft.due_date:
@@ -306,9 +308,10 @@ def _summary(draft: IssueDraft) -> str:
     return " ".join(draft.title.split())[:SUMMARY_MAX]  # Jira refuses newlines and > 255 chars
 
 
-def _description(draft: IssueDraft) -> str:
-    # v2 description is a plain wiki-markup string; the marker line makes a human-visible, greppable trail.
-    body = draft.body_markdown[:DESCRIPTION_MAX].rstrip()
+def _description(draft: IssueDraft, *, cloud: bool) -> str:
+    # v2 description is a wiki-markup string; the marker line makes a human-visible, greppable trail.
+    body = to_jira_wiki(draft.body, cloud=cloud)[:DESCRIPTION_MAX].rstrip()
+    # The key is letters, digits and hyphens inside a word, which wiki markup leaves alone: it stays greppable.
     return f"{body}\n\n----\n{MARKER_PREFIX}{draft.idempotency_key}"
 
 

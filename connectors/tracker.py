@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from connectors.markup import Document
+
 if TYPE_CHECKING:
     from connectors.targets import Target, TrackerKind
 
@@ -52,7 +54,7 @@ class IssueDraft:
 
     idempotency_key: str  # e.g. "aftermath-action-42"; stored with the issue so a retry can find it
     title: str
-    body_markdown: str  # plain text / Markdown body; Jira connector converts it as its API version wants
+    body: Document  # written in each tracker's own markup by its connector
     labels: tuple[str, ...] = ()
     assignee: str | None = None  # Jira accountId (Cloud) or user name (Server); GitHub login
     due_date: date | None = None
@@ -120,5 +122,5 @@ class Tracker(Protocol):
         since `cursor` (a conditional repository listing). Keys the tracker no longer knows go in `missing`.
         """
 
-    def add_comment(self, key: str, text: str) -> None:
-        """Comment on an issue (reminders, recurrence)."""
+    def add_comment(self, key: str, text: Document) -> None:
+        """Comment on an issue (reminders, recurrence), in the tracker's own markup."""

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from connectors.github_tracker import GitHubTracker
+from connectors.markup import Document, paragraph
 from connectors.targets import GitHubTarget
 from connectors.tracker import IssueDraft, OutcomeUnknown, PermanentError, RetryLater
 from tests.fakes.fake_github import FakeGitHub
@@ -17,6 +18,10 @@ from tests.fakes.fake_github import FakeGitHub
 TOKEN = "test-token"
 REPO = "acme/ops"
 TARGET = GitHubTarget(repo=REPO)
+
+
+def text(plain: str) -> Document:
+    return Document.of(paragraph(plain))
 
 
 def make_tracker(fake: FakeGitHub, **kw: object) -> GitHubTracker:
@@ -40,7 +45,7 @@ def tracker(fake: FakeGitHub) -> GitHubTracker:
 
 
 def draft(key: str = "aftermath-action-42", **kw: object) -> IssueDraft:
-    values: dict[str, object] = {"idempotency_key": key, "title": "PM-7: add disk alert", "body_markdown": "Do it."}
+    values: dict[str, object] = {"idempotency_key": key, "title": "PM-7: add disk alert", "body": text("Do it.")}
     values.update(kw)
     return IssueDraft(**values)  # type: ignore[arg-type]
 
@@ -60,7 +65,7 @@ def test_create_sends_labels_assignee_and_marker_in_one_request(fake: FakeGitHub
 
 
 def test_overlong_title_and_body_are_cut_but_the_marker_survives(fake: FakeGitHub, tracker: GitHubTracker) -> None:
-    tracker.create_issue(TARGET, draft(title="t" * 400, body_markdown="b" * 70000))
+    tracker.create_issue(TARGET, draft(title="t" * 400, body=text("b" * 70000)))
     issue = fake.issue(REPO, 1)
     assert len(issue.title) == 256
     assert issue.body is not None and len(issue.body) <= 65536
@@ -227,11 +232,11 @@ def test_reads_retry_5xx_a_few_times_then_give_retry_later(fake: FakeGitHub) -> 
 
 def test_comment_is_posted_once(fake: FakeGitHub, tracker: GitHubTracker) -> None:
     ref = tracker.create_issue(TARGET, draft())
-    tracker.add_comment(ref.key, "Reminder: due Friday")
+    tracker.add_comment(ref.key, text("Reminder: due Friday"))
     assert fake.issue(REPO, 1).comments == ["Reminder: due Friday"]
     fake.fail_next(1, status=500, path_contains="/comments", after_effect=True)
     with pytest.raises(OutcomeUnknown):
-        tracker.add_comment(ref.key, "again")
+        tracker.add_comment(ref.key, text("again"))
     assert fake.count("POST", "/comments") == 2
 
 
@@ -370,7 +375,7 @@ def test_update_patches_title_body_and_assignee_once_and_keeps_labels_and_state(
     key = _filed(fake, tracker)
     fake.repos[REPO].assignable.add("bob")
     before = len(fake.requests)
-    tracker.update_issue(TARGET, key, draft(title="PM-7:  new\ntitle", body_markdown="New body.", assignee="bob"))
+    tracker.update_issue(TARGET, key, draft(title="PM-7:  new\ntitle", body=text("New body."), assignee="bob"))
     [patch] = fake.requests[before:]  # lazy objects: no GET of the repository or the issue first
     assert (patch.method, patch.path) == ("PATCH", "/repos/acme/ops/issues/1")
     assert set(patch.body) == {"title", "body", "assignees"}  # never labels (would replace them) nor state

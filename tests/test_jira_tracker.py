@@ -12,11 +12,16 @@ import httpx
 import pytest
 
 from connectors.jira_tracker import JiraTracker
+from connectors.markup import Document, paragraph
 from connectors.targets import GitHubTarget, JiraTarget
 from connectors.tracker import IssueDraft, OutcomeUnknown, PermanentError, RetryLater
 from tests.fakes.fake_jira import DEFAULT_ACCOUNT_ID, FakeJira
 
 TARGET = JiraTarget(project="OPS", issue_type="Task")
+
+
+def text(plain: str) -> Document:
+    return Document.of(paragraph(plain))
 
 
 @pytest.fixture
@@ -40,7 +45,7 @@ def draft(n: int = 42, **overrides: Any) -> IssueDraft:
     values: dict[str, Any] = {
         "idempotency_key": f"aftermath-action-{n}",
         "title": "Add disk alerts",
-        "body_markdown": "b",
+        "body": text("b"),
     }
     return IssueDraft(**{**values, **overrides})
 
@@ -55,7 +60,7 @@ def test_create_sends_all_fields_label_and_remote_link_in_two_requests(fake: Fak
         TARGET,
         draft(
             title="Line one\nline two " + "x" * 300,
-            body_markdown="Disk filled up.",
+            body=text("Disk filled up."),
             labels=("post mortem", "sev1"),
             assignee=DEFAULT_ACCOUNT_ID,
             due_date=date(2025, 2, 1),
@@ -226,10 +231,10 @@ def test_moved_issue_reports_its_new_key(fake: FakeJira, tracker: JiraTracker) -
 
 def test_add_comment_sends_plain_text_on_v2(fake: FakeJira, tracker: JiraTracker) -> None:
     key = fake.add_issue()
-    tracker.add_comment(key, "Reminder: due tomorrow")
+    tracker.add_comment(key, text("Reminder: due tomorrow"))
     assert fake.issues[key].comments[0]["body"] == "Reminder: due tomorrow"
     with pytest.raises(PermanentError):
-        tracker.add_comment("OPS-999", "x")
+        tracker.add_comment("OPS-999", text("x"))
 
 
 def test_server_dc_with_bearer_pat(server_dc: FakeJira) -> None:
@@ -335,7 +340,7 @@ def test_update_rewrites_the_issue_in_one_put_and_keeps_labels_link_and_status(
         key,
         draft(
             title="[PM-7] Rotate\nlogs",
-            body_markdown="New body.",
+            body=text("New body."),
             labels=("postmortem", "pm-pm-7"),
             assignee=DEFAULT_ACCOUNT_ID,
             due_date=date(2031, 3, 1),

@@ -69,7 +69,7 @@ def test_title_and_due_date_edits_reach_the_jira_issue(api: TestClient, wired: C
     issue = fake_jira.issues[key]
     f = issue.fields
     assert f["summary"] == f"[{_pm_key(api, action)}] Rotate and compress logs"
-    assert f["duedate"] == "2030-03-15" and "**Due:** 2030-03-15" in f["description"]
+    assert f["duedate"] == "2030-03-15" and "*Due:* 2030-03-15" in f["description"]
     assert f["description"].endswith(f"Aftermath idempotency key: aftermath-action-{action['id']}")
     assert f"aftermath-action-{action['id']}" in f["labels"] and "customer-facing" in f["labels"]
     assert f["status"]["name"] == "In Progress"  # an update never touches the status
@@ -96,7 +96,7 @@ def test_many_edits_make_one_job_that_pushes_the_latest_state(
     assert fake_jira.count(f"/rest/api/2/issue/{key}", "PUT") == 1
     f = fake_jira.issues[key].fields
     assert f["summary"].endswith("] Second try") and f["priority"]["name"] == "High"
-    assert "**Priority:** high" in f["description"]
+    assert "*Priority:* high" in f["description"]
     assert f["assignee"]["accountId"] == DEFAULT_ACCOUNT_ID  # the owner did not change
 
     _patch(api, action["id"], title="Third try")  # once that job ran, a new edit gets a new job

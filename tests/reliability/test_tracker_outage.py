@@ -26,6 +26,7 @@ from app.context import Context, build_context
 from app.worker import Worker
 from connectors.github_tracker import GitHubTracker
 from connectors.jira_tracker import JiraTracker
+from connectors.markup import Document, paragraph
 from connectors.targets import GitHubTarget, JiraTarget
 from connectors.tracker import IssueDraft, Unreachable
 from tests.conftest import make_settings
@@ -47,6 +48,10 @@ from tests.tracker_fixtures import tracker_mappings
 __all__ = ["tracker_mappings"]
 ACTIONS = 40
 OUTAGE = 5.0  # seconds the tracker refuses connections while the worker runs
+
+
+def text(plain: str) -> Document:
+    return Document.of(paragraph(plain))
 
 
 class PinnedJira(FakeJira):
@@ -140,7 +145,7 @@ def test_outage_then_recovery_files_everything_in_due_date_order_without_hammeri
 def test_a_refused_connection_is_unreachable_not_an_unknown_outcome() -> None:
     """What lets the worker wait for the tracker as a whole: nothing was sent, so nothing can have been created."""
     down = f"http://127.0.0.1:{free_port()}"
-    draft = IssueDraft(idempotency_key="aftermath-action-1", title="t", body_markdown="b")
+    draft = IssueDraft(idempotency_key="aftermath-action-1", title="t", body=text("b"))
     with pytest.raises(Unreachable):
         JiraTracker(down, "bot@example.com", "token", timeout=2).create_issue(
             JiraTarget.model_validate(JIRA_TARGET), draft
