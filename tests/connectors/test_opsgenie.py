@@ -1,4 +1,4 @@
-"""Opsgenie webhook: token check, every shared sample, hand-made variations and a garbage-body fuzz loop."""
+"""Opsgenie webhook: token check, every sample, hand-made variations and a garbage-body fuzz loop."""
 
 from __future__ import annotations
 
@@ -14,18 +14,16 @@ import pytest
 from connectors.events import AlertEvent, PayloadError
 from connectors.opsgenie import normalize_priority, parse, verify_token
 from tests.connectors.fuzzing import fuzz, parse_at_depth
+from tests.helpers import PAYLOADS
 
-PAYLOADS = Path(__file__).resolve().parents[3] / "shared" / "payloads"
-SKIP_REASON = f"shared payload folder not found at {PAYLOADS} (expects shared/ beside the repo checkout)"
 ALERT_ID = "2b7e4c1d-9a3f-4e6b-8c2d-7f1a5e9b3c40-1775115678512"
 INTEGRATION = "c3a9e1f4-7b2d-4c8e-9f06-1d5a2b7e3c84"
 
 
 def _sample_files() -> list[Any]:
-    folder = PAYLOADS / "opsgenie"
-    if not folder.is_dir():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=SKIP_REASON))]
-    return [pytest.param(p, id=p.name) for p in sorted(folder.glob("*.json"))]
+    paths = sorted((PAYLOADS / "opsgenie").glob("*.json"))
+    assert paths, f"no samples in {PAYLOADS}"  # an empty parameter set would only skip
+    return [pytest.param(p, id=p.name) for p in paths]
 
 
 def _body(action: str = "Acknowledge", **alert: Any) -> dict[str, Any]:
@@ -140,7 +138,7 @@ def test_token_malformed_basic_never_raises(authorization: str) -> None:
     assert not verify_token(expected="tok-123", header_token=None, authorization=authorization)
 
 
-# --- shared samples ------------------------------------------------------------------------------------------
+# --- samples --------------------------------------------------------------------------------------------------
 
 EXPECTED: dict[str, tuple[str | None, str | None, str | None, str | None]] = {
     # file: (kind, actor, text, snapshot priority)
@@ -209,8 +207,6 @@ def test_sample(path: Path) -> None:
 
 def test_samples_event_ids_unique() -> None:
     folder = PAYLOADS / "opsgenie"
-    if not folder.is_dir():
-        pytest.skip(SKIP_REASON)
     ids = [parse(p.read_bytes()).event_id for p in sorted(folder.glob("*.json"))]
     assert len(set(ids)) == len(ids) == 7
 
@@ -449,9 +445,7 @@ def _seeds() -> list[dict[str, Any]]:
     seeds = [_body(a) for a in ("Create", "AddNote", "UpdatePriority", "AddTeam", "Snooze")]
     seeds.append(_body("UpdatePriority", oldPriority=3))
     seeds += [_escalate(), _escalate(escalationTime=10**12)]
-    folder = PAYLOADS / "opsgenie"
-    if folder.is_dir():
-        seeds += [json.loads(p.read_bytes()) for p in sorted(folder.glob("*.json"))]
+    seeds += [json.loads(p.read_bytes()) for p in sorted((PAYLOADS / "opsgenie").glob("*.json"))]
     return seeds
 
 

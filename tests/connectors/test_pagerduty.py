@@ -1,4 +1,4 @@
-"""PagerDuty v3: signature vectors, every shared sample, hand-made variations and a garbage-body fuzz loop."""
+"""PagerDuty v3: signature vectors, every sample, hand-made variations and a garbage-body fuzz loop."""
 
 from __future__ import annotations
 
@@ -15,24 +15,19 @@ import pytest
 from connectors.events import AlertEvent, PayloadError
 from connectors.pagerduty import parse, verify_signature
 from tests.connectors.fuzzing import fuzz, parse_at_depth
+from tests.helpers import PAYLOADS
 
-PAYLOADS = Path(__file__).resolve().parents[3] / "shared" / "payloads"
-SKIP_REASON = f"shared payload folder not found at {PAYLOADS} (expects shared/ beside the repo checkout)"
 INCIDENT_ID = "Q1VZ8M2KX4TB7N"
 
 
 def _sample_files() -> list[Any]:
-    folder = PAYLOADS / "pagerduty"
-    if not folder.is_dir():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=SKIP_REASON))]
-    return [pytest.param(p, id=p.name) for p in sorted(folder.glob("*.json"))]
+    paths = sorted((PAYLOADS / "pagerduty").glob("*.json"))
+    assert paths, f"no samples in {PAYLOADS}"  # an empty parameter set would only skip
+    return [pytest.param(p, id=p.name) for p in paths]
 
 
 def _signatures() -> dict[str, Any]:
-    path = PAYLOADS / "signatures.json"
-    if not path.is_file():
-        pytest.skip(SKIP_REASON)
-    result: dict[str, Any] = json.loads(path.read_bytes())
+    result: dict[str, Any] = json.loads((PAYLOADS / "signatures.json").read_bytes())
     return result
 
 
@@ -165,7 +160,7 @@ def test_signature_refuses_bare_string_secrets() -> None:
         verify_signature(secrets="s3cret", body=b"{}", header="v1=00")
 
 
-# --- shared samples ------------------------------------------------------------------------------------------
+# --- samples --------------------------------------------------------------------------------------------------
 
 EXPECTED: dict[str, tuple[str | None, str | None, str | None, str | None]] = {
     # file: (kind, actor, text, priority)
@@ -211,8 +206,6 @@ def test_sample(path: Path) -> None:
 
 def test_samples_lifecycle_times_increase() -> None:
     folder = PAYLOADS / "pagerduty"
-    if not folder.is_dir():
-        pytest.skip(SKIP_REASON)
     times = [parse(p.read_bytes()).at for p in sorted(folder.glob("incA_*.json"))]
     assert len(times) == 8
     assert all(a is not None and b is not None and a < b for a, b in itertools.pairwise(times))
@@ -454,9 +447,7 @@ def _seeds() -> list[dict[str, Any]]:
     seeds = [_event(t) for t in ("incident.triggered", "incident.priority_updated", "pagey.ping")]
     seeds.append(_child_event("incident.annotated", {"content": "n", "type": "incident_note"}))
     seeds.append(_child_event("incident.responder.added", {"user": {"summary": "u"}, "type": "incident_responder"}))
-    folder = PAYLOADS / "pagerduty"
-    if folder.is_dir():
-        seeds += [json.loads(p.read_bytes()) for p in sorted(folder.glob("*.json"))]
+    seeds += [json.loads(p.read_bytes()) for p in sorted((PAYLOADS / "pagerduty").glob("*.json"))]
     return seeds
 
 
