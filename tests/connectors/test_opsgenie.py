@@ -453,12 +453,24 @@ def _seeds() -> list[dict[str, Any]]:
 @pytest.mark.parametrize("stack", [0, 20, 200])
 def test_deep_nesting_near_recursion_limit(nesting: int, stack: int) -> None:
     nest = "[" * nesting + "]" * nesting
-    for body in (
-        '{"action":"Create","alert":{"alertId":"a","updatedAt":1,"priority":@N@}}',
-        '{"action":"UpdatePriority","alert":{"alertId":"a","updatedAt":1,"priority":@N@,"oldPriority":@N@}}',
-        '{"action":"Create","alert":{"alertId":"a","updatedAt":@N@}}',
+    # An array where updatedAt must be is refused whether or not the JSON is readable.
+    timed = '{"action":"Create","alert":{"alertId":"a","updatedAt":@N@}}'
+    assert parse_at_depth(parse, stack, timed.replace("@N@", nest).encode()) is None
+    # In the optional priorities it is dropped, as long as the JSON is shallow enough for the stack left to read.
+    for body, text in (
+        ('{"action":"Create","alert":{"alertId":"a","updatedAt":1,"priority":@N@}}', None),
+        (
+            '{"action":"UpdatePriority","alert":{"alertId":"a","updatedAt":1,"priority":@N@,"oldPriority":@N@}}',
+            "Priority changed",
+        ),
     ):
-        parse_at_depth(parse, stack, body.replace("@N@", nest).encode())  # only PayloadError may be raised
+        event = parse_at_depth(parse, stack, body.replace("@N@", nest).encode())
+        if nesting <= 500:
+            assert event is not None
+        if nesting >= 1000:  # deeper than the whole recursion limit
+            assert event is None
+        if event is not None:
+            assert (event.incident_external_id, event.snapshot.priority, event.text) == ("a", None, text)
 
 
 def test_fuzz_only_payload_error_or_success() -> None:
