@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
-import pytest
 import yaml
 from fastapi.testclient import TestClient
 
@@ -163,27 +164,30 @@ def test_mapping_with_a_field_jira_refuses_is_reported_not_retried(
 
 
 def test_crash_between_the_answer_and_the_commit_does_not_duplicate(
-    api: TestClient, wired: Context, fake_jira: FakeJira, monkeypatch: pytest.MonkeyPatch
+    api: TestClient, wired: Context, fake_jira: FakeJira
 ) -> None:
     from sqlalchemy import update
 
-    from app import filing
     from app.db import utcnow
     from app.jobs import Job
 
     action = new_action(api)
-
-    def crash(*_args: object) -> None:
-        raise RuntimeError("process killed after Jira answered, before the commit")
-
-    monkeypatch.setattr(filing, "_record_filed", crash)
-    Worker(wired).run_once()
+    # The issue is created, then the backlink request hangs: the first worker holds Jira's answer but has recorded
+    # nothing, as if it had died right there.
+    fake_jira.delay_next(3.0, path_contains="/remotelink")
+    first = threading.Thread(target=Worker(wired, name="first").run_job)
+    first.start()
+    deadline = time.monotonic() + 10
+    while fake_jira.count("/remotelink", "POST") == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert len(fake_jira.issues) == 1 and _action(api, action["id"])["tracker_key"] is None
-    monkeypatch.undo()
-    # The dead worker's lease runs out; another worker takes the job, finds the issue by its label, records it.
+    # Its lease runs out; another worker takes the job, finds the issue by its label, records it.
     with wired.write() as session:
         session.execute(update(Job).values(locked_until=utcnow()).where(Job.status == "running"))  # type: ignore[arg-type]
     Worker(wired, name="second").run_once()
-    filed = _action(api, action["id"])
+    assert _action(api, action["id"])["tracker_key"] == "OPS-1"
+    first.join(timeout=30)
+    assert not first.is_alive()
+    filed = _action(api, action["id"])  # the first worker, answered at last, no longer owns the job
     assert filed["tracker_key"] == "OPS-1" and len(fake_jira.issues) == 1
     assert [e["kind"] for e in filed["ledger"]] == ["filed"]
