@@ -18,6 +18,7 @@ from github.GithubObject import NotSet
 from urllib3.exceptions import ConnectTimeoutError
 from urllib3.util.retry import Retry
 
+from connectors.formats import retry_after_seconds
 from connectors.tracker import (
     ISSUE_PARTS,
     IssueDraft,
@@ -360,7 +361,7 @@ def _status_error(status: int, headers: Mapping[str, Any] | None, data: Any, wha
     h = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
     message = str((data.get("message") if isinstance(data, Mapping) else data) or f"HTTP {status}")
     lowered = message.lower()
-    retry_after = float(h["retry-after"]) if h.get("retry-after", "").isdigit() else None
+    retry_after = retry_after_seconds(h.get("retry-after"))
     if status == 401:
         return PermanentError(f"Bad credentials: GitHub refused the token ({message})")
     secondary = "secondary rate limit" in lowered or lowered.endswith(("try again later.", "before you try again."))

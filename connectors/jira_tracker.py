@@ -19,6 +19,7 @@ import requests
 from jira import JIRA, JIRAError
 from urllib3.exceptions import NewConnectionError
 
+from connectors.formats import retry_after_seconds
 from connectors.tracker import (
     ISSUE_PARTS,
     IssueDraft,
@@ -387,10 +388,7 @@ def _error_text(resp: requests.Response | None, fallback: str) -> str:
 
 
 def _retry_after(resp: requests.Response | None) -> float | None:
-    try:
-        return float(resp.headers["Retry-After"]) if resp is not None and "Retry-After" in resp.headers else None
-    except ValueError:
-        return None
+    return retry_after_seconds(resp.headers.get("Retry-After")) if resp is not None else None
 
 
 @contextmanager

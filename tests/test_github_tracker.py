@@ -201,6 +201,14 @@ def test_primary_limit_waits_until_reset(fake: FakeGitHub, tracker: GitHubTracke
         assert caught.value.retry_after is not None and 590 <= caught.value.retry_after <= 601
 
 
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_given_as_an_http_date_is_honoured(fake: FakeGitHub, tracker: GitHubTracker, status: int) -> None:
+    fake.fail_next(1, status=status, retry_after=120, method="GET", retry_after_as_date=True)
+    with pytest.raises(RetryLater) as caught:
+        tracker.poll(TARGET, [], None)
+    assert caught.value.retry_after is not None and 118 <= caught.value.retry_after <= 120  # whole seconds
+
+
 def test_reads_retry_5xx_a_few_times_then_give_retry_later(fake: FakeGitHub) -> None:
     tracker = make_tracker(fake, get_retries=2, retry_backoff=0)
     fake.fail_next(2, status=502, path_contains="/issues", method="GET")

@@ -142,6 +142,15 @@ def test_503_is_retry_later_and_on_create_outcome_unknown(fake: FakeJira, tracke
     assert fake.count("/rest/api/2/issue", "POST") == 1  # the client's own retry of POST on 503 is off
 
 
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_given_as_an_http_date_is_honoured(fake: FakeJira, tracker: JiraTracker, status: int) -> None:
+    key = fake.add_issue()
+    fake.fail_next(1, status=status, retry_after=120, path_contains="/search/jql", retry_after_as_date=True)
+    with pytest.raises(RetryLater) as err:
+        tracker.poll(TARGET, [key], None)
+    assert err.value.retry_after is not None and 118 <= err.value.retry_after <= 120  # the date has whole seconds
+
+
 def test_lost_answer_is_outcome_unknown_and_find_issue_prevents_a_duplicate(
     fake: FakeJira, tracker: JiraTracker
 ) -> None:

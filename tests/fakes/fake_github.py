@@ -56,6 +56,7 @@ class Fault:
     retry_after: int | None = None
     message: str | None = None
     delay: float = 0.0  # > 0 marks a delay rule instead of a failure
+    retry_after_as_date: bool = False
 
 
 @dataclass
@@ -239,11 +240,15 @@ class FakeGitHub:
         retry_after: int | None = None,
         method: str | None = None,
         message: str | None = None,
+        retry_after_as_date: bool = False,
     ) -> None:
         """Answer the next `n` matching requests with `status` (0 = drop the connection unanswered, a reset);
-        `after_effect` performs the write first, the "created but the answer was lost" case."""
+        `after_effect` performs the write first, the "created but the answer was lost" case. `retry_after_as_date`
+        sends Retry-After as the HTTP-date that many seconds from now (wall clock, as the client reads it)."""
         with self._lock:
-            self._faults.append(Fault(n, path_contains, method, after_effect, status, retry_after, message))
+            fault = Fault(n, path_contains, method, after_effect, status, retry_after, message)
+            fault.retry_after_as_date = retry_after_as_date
+            self._faults.append(fault)
 
     def delay_next(
         self, seconds: float, path_contains: str | None = None, method: str | None = None, after_effect: bool = True
@@ -329,7 +334,10 @@ class FakeGitHub:
         return self._fault_answer(fault) if fault else (status, extra, payload)
 
     def _fault_answer(self, fault: Fault) -> Answer:
-        extra = {"retry-after": str(fault.retry_after)} if fault.retry_after is not None else {}
+        extra: dict[str, str] = {}
+        if fault.retry_after is not None:
+            at = formatdate(time.time() + fault.retry_after, usegmt=True)
+            extra["retry-after"] = at if fault.retry_after_as_date else str(fault.retry_after)
         default = {500: "Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
         return fault.status, extra, {"message": fault.message or default.get(fault.status, "Error")}
 

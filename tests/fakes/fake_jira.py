@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -85,6 +86,7 @@ class _Fault:
     path_contains: str | None
     after_effect: bool = False
     delay: float = 0.0
+    retry_after_as_date: bool = False
 
 
 class FakeJira:
@@ -154,9 +156,13 @@ class FakeJira:
         retry_after: int | None = None,
         path_contains: str | None = None,
         after_effect: bool = False,
+        retry_after_as_date: bool = False,
     ) -> None:
-        """Answer the next `n` matching requests with `status`; `after_effect` does the work first (answer lost)."""
-        self._faults.append(_Fault(n, status, retry_after, path_contains, after_effect))
+        """Answer the next `n` matching requests with `status`; `after_effect` does the work first (answer lost).
+        `retry_after_as_date` sends Retry-After as the HTTP-date that many seconds from now, the header's other form."""
+        self._faults.append(
+            _Fault(n, status, retry_after, path_contains, after_effect, retry_after_as_date=retry_after_as_date)
+        )
 
     def delay_next(self, seconds: float, path_contains: str | None = None) -> None:
         """Hold the next matching request `seconds` before handling it (it still takes effect, like a slow Jira)."""
@@ -230,7 +236,8 @@ class FakeJira:
         headers = {}
         retry_after = fault.retry_after if fault.retry_after is not None else (1 if fault.status == 429 else None)
         if retry_after is not None:
-            headers["Retry-After"] = str(retry_after)
+            at = formatdate(time.time() + retry_after, usegmt=True)
+            headers["Retry-After"] = at if fault.retry_after_as_date else str(retry_after)
         if fault.status == 429:
             headers["RateLimit-Reason"] = "jira-burst-based"
         words = {400: "Bad request.", 403: "Forbidden.", 429: "Rate limit exceeded.", 503: "Service Unavailable"}

@@ -1,0 +1,22 @@
+"""Readers for the wire formats several connectors share: the `Retry-After` header.
+
+Each answers None for a value it cannot read, so that a tracker's odd answer degrades to "unknown", never a crash.
+"""
+
+from __future__ import annotations
+
+from urllib3.exceptions import InvalidHeader
+from urllib3.util.retry import Retry
+
+_RETRY = Retry(0)  # only for its Retry-After reader, which also caps absurd waits (at six hours)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds to wait from a `Retry-After` header, given as delay-seconds or as an HTTP-date (RFC 9110 §10.2.3);
+    0 for a date already past, None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return float(_RETRY.parse_retry_after(value))
+    except InvalidHeader:
+        return None
