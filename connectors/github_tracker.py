@@ -18,7 +18,7 @@ from github.GithubObject import NotSet
 from urllib3.exceptions import ConnectTimeoutError
 from urllib3.util.retry import Retry
 
-from connectors.formats import retry_after_seconds
+from connectors.formats import next_link, retry_after_seconds
 from connectors.tracker import (
     ISSUE_PARTS,
     IssueDraft,
@@ -41,7 +41,6 @@ _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _KEY = re.compile(r"^(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)#(?P<number>[1-9][0-9]*)$")
 # the key lands inside an HTML comment: no "--", ">" or whitespace, or the marker could end early or be mangled
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:/=+-]{1,200}$")
-_NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
 _RETRYABLE_STATUSES = (500, 502, 503, 504)
 # GitHub's secondary limit: 80 content-creating requests a minute per identity (and 500 an hour). PyGithub waits this
 # long from the END of one write to the START of the next, so writes reach GitHub more than 0.8 s apart: at most 75 a
@@ -333,8 +332,7 @@ def _issue_state(key: str, item: Mapping[str, Any], moved_to: str | None = None)
 
 
 def _next_link(headers: Mapping[str, Any]) -> str | None:
-    m = _NEXT.search(str(headers.get("link") or ""))
-    return m.group(1) if m else None
+    return next_link(headers.get("link"))
 
 
 def _parse_time(value: Any) -> datetime | None:
