@@ -8,7 +8,7 @@ import json
 import re
 import time
 from collections.abc import Mapping, Set
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +19,7 @@ from urllib3.exceptions import ConnectTimeoutError
 from urllib3.util.retry import Retry
 
 from connectors.formats import next_link, retry_after_seconds
+from connectors.formats import parse_time as _parse_time
 from connectors.tracker import (
     ISSUE_PARTS,
     IssueDraft,
@@ -333,12 +334,6 @@ def _issue_state(key: str, item: Mapping[str, Any], moved_to: str | None = None)
 
 def _next_link(headers: Mapping[str, Any]) -> str | None:
     return next_link(headers.get("link"))
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def _fmt_time(value: datetime | None) -> str | None:

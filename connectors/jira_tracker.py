@@ -19,6 +19,7 @@ import requests
 from jira import JIRA, JIRAError
 from urllib3.exceptions import NewConnectionError
 
+from connectors.formats import parse_time as _parse_time
 from connectors.formats import retry_after_seconds
 from connectors.tracker import (
     ISSUE_PARTS,
@@ -355,13 +356,6 @@ def _state(asked: str, issue: dict[str, Any]) -> IssueState:
         due_date=_parse_date(f.get("duedate")),
         moved_to=key if key.upper() != asked.upper() else None,
     )
-
-
-def _parse_time(value: Any) -> datetime | None:
-    try:  # Jira: 2021-01-18T23:45:00.000+0000
-        return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%S.%f%z") if value else None
-    except ValueError:
-        return None
 
 
 def _parse_date(value: Any) -> date | None:

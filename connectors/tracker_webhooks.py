@@ -5,10 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from connectors.events import PayloadError, load_object
+from connectors.formats import parse_time
 from connectors.tracker import IssueState
 
 
@@ -40,15 +39,6 @@ def verify_jira(*, secret: str | None, body: bytes, header: str | None, url_secr
     if _hmac_matches(secret, body, header):
         return True
     return bool(secret and url_secret and hmac.compare_digest(secret.encode(), url_secret.encode()))
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def parse_github(event_name: str | None, body: bytes) -> TrackerEvent | None:
@@ -83,7 +73,7 @@ def parse_github(event_name: str | None, body: bytes) -> TrackerEvent | None:
             raw_status=raw,
             category=state,
             resolution=reason,
-            updated_at=_time(issue.get("updated_at")),
+            updated_at=parse_time(issue.get("updated_at")),
             moved_to=moved_to,
         ),
     )
