@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 SECRET = "bench-pagerduty-secret"
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "payloads" / "pagerduty"
+SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "payloads" / "pagerduty"
 LIFECYCLE = [
     "incA_01_triggered.json",
     "incA_02_acknowledged.json",

@@ -8,7 +8,7 @@ import json
 import re
 import time
 from collections.abc import Mapping, Set
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,6 +18,8 @@ from github.GithubObject import NotSet
 from urllib3.exceptions import ConnectTimeoutError
 from urllib3.util.retry import Retry
 
+from connectors.formats import next_link, retry_after_seconds
+from connectors.formats import parse_time as _parse_time
 from connectors.markup import Document, to_markdown
 from connectors.targets import GitHubTarget, Target, TrackerKind
 from connectors.tracker import (
@@ -41,7 +43,6 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _KEY = re.compile(r"^(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)#(?P<number>[1-9][0-9]*)$")
 # the key lands inside an HTML comment: no "--", ">" or whitespace, or the marker could end early or be mangled
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:/=+-]{1,200}$")
-_NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
 _RETRYABLE_STATUSES = (500, 502, 503, 504)
 # GitHub's secondary limit: 80 content-creating requests a minute per identity (and 500 an hour). PyGithub waits this
 # long from the END of one write to the START of the next, so writes reach GitHub more than 0.8 s apart: at most 75 a
@@ -333,14 +334,7 @@ def _issue_state(key: str, item: Mapping[str, Any], moved_to: str | None = None)
 
 
 def _next_link(headers: Mapping[str, Any]) -> str | None:
-    m = _NEXT.search(str(headers.get("link") or ""))
-    return m.group(1) if m else None
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    return next_link(headers.get("link"))
 
 
 def _fmt_time(value: datetime | None) -> str | None:
@@ -361,7 +355,7 @@ def _status_error(status: int, headers: Mapping[str, Any] | None, data: Any, wha
     h = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
     message = str((data.get("message") if isinstance(data, Mapping) else data) or f"HTTP {status}")
     lowered = message.lower()
-    retry_after = float(h["retry-after"]) if h.get("retry-after", "").isdigit() else None
+    retry_after = retry_after_seconds(h.get("retry-after"))
     if status == 401:
         return PermanentError(f"Bad credentials: GitHub refused the token ({message})")
     secondary = "secondary rate limit" in lowered or lowered.endswith(("try again later.", "before you try again."))

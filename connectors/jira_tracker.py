@@ -19,6 +19,8 @@ import requests
 from jira import JIRA, JIRAError
 from urllib3.exceptions import NewConnectionError
 
+from connectors.formats import parse_time as _parse_time
+from connectors.formats import retry_after_seconds
 from connectors.markup import Document, to_jira_wiki
 from connectors.targets import JiraTarget, Target, TrackerKind
 from connectors.tracker import (
@@ -360,13 +362,6 @@ def _state(asked: str, issue: dict[str, Any]) -> IssueState:
     )
 
 
-def _parse_time(value: Any) -> datetime | None:
-    try:  # Jira: 2021-01-18T23:45:00.000+0000
-        return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%S.%f%z") if value else None
-    except ValueError:
-        return None
-
-
 def _parse_date(value: Any) -> date | None:
     try:
         return date.fromisoformat(str(value)) if value else None
@@ -391,10 +386,7 @@ def _error_text(resp: requests.Response | None, fallback: str) -> str:
 
 
 def _retry_after(resp: requests.Response | None) -> float | None:
-    try:
-        return float(resp.headers["Retry-After"]) if resp is not None and "Retry-After" in resp.headers else None
-    except ValueError:
-        return None
+    return retry_after_seconds(resp.headers.get("Retry-After")) if resp is not None else None
 
 
 @contextmanager

@@ -9,10 +9,11 @@ import hashlib
 import hmac
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from connectors.events import AlertEvent, IncidentSnapshot, PayloadError, TimelineKind, json_type, load_object
+from connectors.formats import parse_time
 
 _KINDS: dict[str, TimelineKind] = {
     "incident.triggered": TimelineKind.TRIGGERED,
@@ -31,8 +32,6 @@ _KINDS: dict[str, TimelineKind] = {
 }
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
-# fromisoformat alone would also take dates without a time and ISO week dates; an event time needs a clock time.
-_ISO = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|z|[+-]\d{2}:?\d{2})?")
 
 
 def verify_signature(*, secrets: Sequence[str], body: bytes, header: str | None) -> bool:
@@ -152,14 +151,8 @@ def _s(obj: object, *path: str) -> str | None:
 
 
 def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not _ISO.fullmatch(value):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-        # No offset never happens in PagerDuty's documented payloads; UTC is the only sane reading.
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except (ValueError, OverflowError):  # month 13, or year 1 shifted before datetime.min
-        return None
+    # No offset never happens in PagerDuty's documented payloads; UTC is the only sane reading.
+    return parse_time(value, naive_is_utc=True)
 
 
 def _incident_id(data: dict[str, Any]) -> str | None:

@@ -10,10 +10,9 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from connectors.events import PayloadError, load_object
+from connectors.formats import parse_time
 from connectors.targets import TrackerKind
 from connectors.tracker import IssueState
 
@@ -48,15 +47,6 @@ def verify_jira(*, secret: str | None, body: bytes, header: str | None, url_secr
     return bool(secret and url_secret and hmac.compare_digest(secret.encode(), url_secret.encode()))
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def parse_github(event_name: str | None, body: bytes) -> TrackerEvent | None:
     """An `issues` event as a TrackerEvent; None for events and actions that say nothing about status."""
     data = load_object(body)
@@ -89,7 +79,7 @@ def parse_github(event_name: str | None, body: bytes) -> TrackerEvent | None:
             raw_status=raw,
             category=state,
             resolution=reason,
-            updated_at=_time(issue.get("updated_at")),
+            updated_at=parse_time(issue.get("updated_at")),
             moved_to=moved_to,
         ),
     )

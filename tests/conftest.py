@@ -21,7 +21,6 @@ from app.db import metadata
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
 PG_ADMIN = os.environ.get("AFTERMATH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_PG = os.environ.get("AFTERMATH_TEST_REQUIRE_POSTGRES") == "1"
 WRITE_TOKEN, READ_TOKEN = "test-write-token", "test-read-token"

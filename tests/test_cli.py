@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import payload
+
 ROOT = Path(__file__).resolve().parent.parent
 AFTERMATH = [sys.executable, "-m", "app.cli"]
 
@@ -131,10 +133,7 @@ def test_worker_once_applies_stored_events(tmp_path: Path) -> None:
     from sqlalchemy import create_engine, text
 
     assert _run(tmp_path, "migrate").returncode == 0
-    body = ROOT.parent / "shared" / "payloads" / "pagerduty" / "incA_01_triggered.json"
-    if not body.exists():
-        pytest.skip("sample payloads not found")
-    raw = body.read_bytes()
+    raw = payload("pagerduty/incA_01_triggered.json")
     engine = create_engine(f"sqlite:///{tmp_path / 'a.db'}")
     with engine.begin() as conn:  # what the webhook route stores before the worker runs
         conn.execute(

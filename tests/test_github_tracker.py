@@ -7,7 +7,6 @@ import json
 from collections.abc import Iterator
 
 import pytest
-import requests
 
 from connectors.github_tracker import GitHubTracker
 from connectors.markup import Document, paragraph
@@ -33,7 +32,7 @@ def make_tracker(fake: FakeGitHub, **kw: object) -> GitHubTracker:
 
 @pytest.fixture
 def fake() -> Iterator[FakeGitHub]:
-    with FakeGitHub(search_lag=30) as server:
+    with FakeGitHub() as server:
         server.add_repo(REPO, assignable={"alice"})
         server.add_repo("acme/other")
         yield server
@@ -106,16 +105,6 @@ def test_keys_that_would_break_the_marker_are_refused(tracker: GitHubTracker) ->
 
 
 # ---- lost answers and idempotent recovery ---------------------------------------------------------------------------
-def _search_hits(fake: FakeGitHub, text: str) -> int:
-    answer = requests.get(
-        f"{fake.url}/search/issues",
-        params={"q": f'"{text}" repo:{REPO} type:issue'},
-        headers={"Authorization": f"token {TOKEN}"},
-        timeout=5,
-    )
-    return int(answer.json()["total_count"])
-
-
 def test_502_after_create_is_outcome_unknown_and_find_recovers_without_search(
     fake: FakeGitHub, tracker: GitHubTracker
 ) -> None:
@@ -123,13 +112,12 @@ def test_502_after_create_is_outcome_unknown_and_find_recovers_without_search(
     with pytest.raises(OutcomeUnknown):
         tracker.create_issue(TARGET, draft())
     assert fake.count("POST") == 1  # the client did not re-send the POST on its own
-    assert _search_hits(fake, "aftermath:key=aftermath-action-42") == 0  # the index has not caught up
 
     ref = tracker.find_issue(TARGET, "aftermath-action-42")
 
     assert ref is not None and ref.key == "acme/ops#1"
     assert len(fake.issues(REPO)) == 1
-    assert fake.count(path_contains="/search") == 1  # only the probe above
+    assert fake.count(path_contains="/search") == 0  # its index lags writes: the listing is what finds the issue
     listing = fake.requests[-1]
     assert listing.query == {"state": "all", "sort": "created", "direction": "desc", "per_page": "100"}
 
@@ -217,6 +205,14 @@ def test_primary_limit_waits_until_reset(fake: FakeGitHub, tracker: GitHubTracke
         with pytest.raises(RetryLater, match="rate limit") as caught:
             call()
         assert caught.value.retry_after is not None and 590 <= caught.value.retry_after <= 601
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_given_as_an_http_date_is_honoured(fake: FakeGitHub, tracker: GitHubTracker, status: int) -> None:
+    fake.fail_next(1, status=status, retry_after=120, method="GET", retry_after_as_date=True)
+    with pytest.raises(RetryLater) as caught:
+        tracker.poll(TARGET, [], None)
+    assert caught.value.retry_after is not None and 118 <= caught.value.retry_after <= 120  # whole seconds
 
 
 def test_reads_retry_5xx_a_few_times_then_give_retry_later(fake: FakeGitHub) -> None:
@@ -418,15 +414,3 @@ def test_update_5xx_and_reset_are_plain_retry_later_not_unknown(fake: FakeGitHub
     assert fake.count("PATCH") == 2  # writes are never re-sent by the client itself
     tracker.update_issue(TARGET, key, draft(title="Renamed"), {"title"})
     assert fake.issue(REPO, 1).title == "Renamed"
-
-
-def test_fake_patch_validates_like_create(fake: FakeGitHub) -> None:
-    number = fake.add_issue(REPO, "seeded")
-    headers = {"Authorization": f"token {TOKEN}"}
-    url = f"{fake.url}/repos/{REPO}/issues/{number}"
-    for body in ({"title": ""}, {"title": "t" * 257}, {"body": "b" * 65537}, {"assignees": ["mallory"]}):
-        assert requests.patch(url, json=body, headers=headers, timeout=5).status_code == 422, body
-    assert fake.issue(REPO, number).title == "seeded"
-    ok = requests.patch(url, json={"assignees": ["alice"], "labels": [{"name": "x"}]}, headers=headers, timeout=5)
-    issue = fake.issue(REPO, number)
-    assert ok.status_code == 200 and (issue.assignees, issue.labels) == (["alice"], ["x"])

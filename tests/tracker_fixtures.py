@@ -79,7 +79,7 @@ def new_action(client: TestClient, incident_key: str = "QT1", **fields: Any) -> 
 
 @pytest.fixture
 def fake_github() -> Iterator[FakeGitHub]:
-    with FakeGitHub(search_lag=30) as server:
+    with FakeGitHub() as server:
         server.add_repo("acme/payments", assignable={"alice"})
         yield server
 

@@ -1,7 +1,9 @@
 """A stateful fake of GitHub's REST issues API on 127.0.0.1, spoken to over real HTTP by PyGithub in tests.
 
-Models what the connector depends on: token auth, rate-limit headers and budgets (304s are free), ETags, Link
-pagination, validation errors, transferred/deleted issues, a lagging search index and injectable faults.
+Serves only what GitHubTracker calls (PyGithub is lazy, so no repository GET): list, create, read and edit issues,
+and comment. Models what the connector depends on: token auth, the core rate-limit budget and headers (304s are
+free), the secondary limit on creates, ETags, Link pagination, validation errors, transferred/deleted issues and
+injectable faults.
 """
 
 from __future__ import annotations
@@ -54,11 +56,12 @@ class Fault:
     retry_after: int | None = None
     message: str | None = None
     delay: float = 0.0  # > 0 marks a delay rule instead of a failure
+    retry_after_as_date: bool = False
 
 
 @dataclass
 class Budget:
-    """One rate-limit resource ("core" 5000/h, "search" 30/min) with GitHub's header set."""
+    """One rate-limit resource ("core": 5000 an hour) with GitHub's header set."""
 
     resource: str
     limit: int
@@ -129,18 +132,16 @@ class FakeGitHub:
         self,
         tokens: dict[str, str] | None = None,
         *,
-        search_lag: float = 30.0,
         creates_per_minute: int = 80,
         creates_per_hour: int = 500,
         core_limit: int = 5000,
     ) -> None:
         self.tokens = tokens if tokens is not None else {"test-token": "aftermath-bot"}
-        self.search_lag = search_lag
         self.creates_per_minute, self.creates_per_hour = creates_per_minute, creates_per_hour
         self.repos: dict[str, FakeRepo] = {}
         self.requests: list[Recorded] = []
         self.secondary_violations = 0
-        self.core, self.search = Budget("core", core_limit, 3600), Budget("search", 30, 60)
+        self.core = Budget("core", core_limit, 3600)
         self.url = ""
         self._offset = self._last_tick = 0.0
         self._ids = itertools.count(1001)
@@ -156,7 +157,6 @@ class FakeGitHub:
     # ---- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> FakeGitHub:
         self.core.refill(self.now())
-        self.search.refill(self.now())
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (_Handler,), {"fake": self}))
         self._server.daemon_threads = True
         self._server.block_on_close = False  # a handler sleeping in delay_next must not hold up stop()
@@ -240,11 +240,15 @@ class FakeGitHub:
         retry_after: int | None = None,
         method: str | None = None,
         message: str | None = None,
+        retry_after_as_date: bool = False,
     ) -> None:
         """Answer the next `n` matching requests with `status` (0 = drop the connection unanswered, a reset);
-        `after_effect` performs the write first, the "created but the answer was lost" case."""
+        `after_effect` performs the write first, the "created but the answer was lost" case. `retry_after_as_date`
+        sends Retry-After as the HTTP-date that many seconds from now (wall clock, as the client reads it)."""
         with self._lock:
-            self._faults.append(Fault(n, path_contains, method, after_effect, status, retry_after, message))
+            fault = Fault(n, path_contains, method, after_effect, status, retry_after, message)
+            fault.retry_after_as_date = retry_after_as_date
+            self._faults.append(fault)
 
     def delay_next(
         self, seconds: float, path_contains: str | None = None, method: str | None = None, after_effect: bool = True
@@ -289,8 +293,7 @@ class FakeGitHub:
             lower = {k.lower(): v for k, v in headers.items()}
             status, extra, payload = self._answer(method, parts.path, query, lower, body, fault)
             rec.status = status
-            budget = self.search if parts.path.startswith("/search/") else self.core
-            hdrs = {"content-type": "application/json; charset=utf-8", **budget.headers(), **extra}
+            hdrs = {"content-type": "application/json; charset=utf-8", **self.core.headers(), **extra}
             hdrs["x-github-request-id"] = self._rid()
         if delay and delay.after_effect:
             time.sleep(delay.delay)
@@ -309,16 +312,11 @@ class FakeGitHub:
             return _error(400, "Problems parsing JSON")
         now = self.now()
         self.core.refill(now)
-        self.search.refill(now)
-        budget = self.search if path.startswith("/search/") else self.core
-        if path == "/rate_limit":  # free, like the real one
-            res = {b.resource: b.as_json() for b in (self.core, self.search)}
-            return 200, {}, {"resources": res, "rate": res["core"]}
-        if method != "GET" and budget.remaining <= 0:
+        if method != "GET" and self.core.remaining <= 0:
             return self._primary_exceeded()
         if method == "POST" and self._creation_limited(now):
             self.secondary_violations += 1
-            budget.remaining -= 1
+            self.core.remaining -= 1
             message = SECONDARY_MESSAGE + SUPPORT.format(rid=self._rid())
             return 403, {"retry-after": "60"}, _error(403, message, RATE_DOCS + "#about-secondary-rate-limits")[2]
         status, extra, payload = self._route(method, path, query, body, login)
@@ -328,15 +326,18 @@ class FakeGitHub:
             wanted = {t.strip().removeprefix("W/") for t in headers.get("if-none-match", "").split(",")}
             if extra["etag"].removeprefix("W/") in wanted or "*" in wanted:
                 return 304, extra, None  # a conditional hit costs nothing, as GitHub documents
-            if budget.remaining <= 0:
+            if self.core.remaining <= 0:
                 return self._primary_exceeded()
-        budget.remaining -= 1
+        self.core.remaining -= 1
         if method == "POST" and status == 201:
             self._creates.append(now)
         return self._fault_answer(fault) if fault else (status, extra, payload)
 
     def _fault_answer(self, fault: Fault) -> Answer:
-        extra = {"retry-after": str(fault.retry_after)} if fault.retry_after is not None else {}
+        extra: dict[str, str] = {}
+        if fault.retry_after is not None:
+            at = formatdate(time.time() + fault.retry_after, usegmt=True)
+            extra["retry-after"] = at if fault.retry_after_as_date else str(fault.retry_after)
         default = {500: "Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
         return fault.status, extra, {"message": fault.message or default.get(fault.status, "Error")}
 
@@ -355,8 +356,6 @@ class FakeGitHub:
 
     # ---- routes ----------------------------------------------------------------------------------------------
     def _route(self, method: str, path: str, query: dict[str, str], body: Any, login: str) -> Answer:
-        if path == "/search/issues" and method == "GET":
-            return self._search(query)
         m = _REPO_PATH.match(path)
         repo = None
         if m and m["id"]:
@@ -366,8 +365,6 @@ class FakeGitHub:
         if m is None or repo is None:
             return _error(404, "Not Found", "/repos/repos#get-a-repository")
         rest, data = m["rest"] or "", body if isinstance(body, dict) else {}
-        if rest == "" and method == "GET":
-            return 200, {"last-modified": formatdate(0, usegmt=True)}, self._repo_json(repo)
         if rest.startswith("/issues") and not repo.has_issues:
             return _error(410, "Issues are disabled for this repo", "/issues/issues")
         if rest == "/issues" and method in ("GET", "POST"):
@@ -444,8 +441,6 @@ class FakeGitHub:
             since_ts = datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()
             items = [i for i in items if int(i.updated_at) >= since_ts]
         items = [i for i in items if not creator or i.creator.lower() == creator.lower()]
-        for label in filter(None, query.get("labels", "").split(",")):
-            items = [i for i in items if label.lower() in {x.lower() for x in i.labels}]
         attr = "updated_at" if query.get("sort") == "updated" else "created_at"
         items.sort(key=lambda i: (getattr(i, attr), i.number), reverse=query.get("direction", "desc") == "desc")
         page, extra = self._paginate(items, path, query)
@@ -460,24 +455,6 @@ class FakeGitHub:
         link = ", ".join(f'<{self.url}{path}?{urlencode({**query, "page": rels[r]})}>; rel="{r}"' for r in shown)
         return items[(page - 1) * per_page : page * per_page], ({"link": link} if link else {})
 
-    def _search(self, query: dict[str, str]) -> Answer:
-        q = query.get("q", "")
-        if len(q) > 256:
-            return _invalid("q", "invalid", message="The search is longer than 256 characters.")
-        repo_name = next((t[5:].lower() for t in q.split() if t.startswith("repo:")), None)
-        terms = [p.lower() for p in re.findall(r'"([^"]+)"', q)]
-        terms += [w.lower() for w in re.sub(r'"[^"]*"', " ", q).split() if ":" not in w]
-        visible_before = self.now() - self.search_lag  # the index lags writes; tests rely on that
-        hits = [
-            self._issue_json(repo, i)
-            for repo in self.repos.values()
-            if repo_name in (None, repo.full_name.lower())
-            for i in repo.live()
-            if i.created_at <= visible_before and all(t in f"{i.title}\n{i.body or ''}".lower() for t in terms)
-        ]
-        page, link = self._paginate(hits, "/search/issues", query)
-        return 200, link, {"total_count": len(hits), "incomplete_results": False, "items": page}
-
     # ---- JSON shapes: every URL under self.url, because PyGithub follows `url` fields --------------------------
     def _user(self, login: str) -> dict[str, Any]:
         uid = int(hashlib.sha256(login.encode()).hexdigest()[:7], 16)
@@ -486,12 +463,6 @@ class FakeGitHub:
             "html_url": f"{self.url}/{login}",
             "avatar_url": f"{self.url}/avatars/{login}",
         }
-
-    def _repo_json(self, repo: FakeRepo) -> dict[str, Any]:
-        base, (owner, name) = f"{self.url}/repos/{repo.full_name}", repo.full_name.split("/", 1)
-        ident = {"id": repo.id, "node_id": f"R_{repo.id}", "name": name, "full_name": repo.full_name}
-        links = {"url": base, "html_url": f"{self.url}/{repo.full_name}", "issues_url": base + "/issues{/number}"}
-        return ident | links | {"owner": self._user(owner), "has_issues": repo.has_issues, "private": False}
 
     def _issue_json(self, repo: FakeRepo, issue: FakeIssue) -> dict[str, Any]:
         base = f"{self.url}/repos/{repo.full_name}"

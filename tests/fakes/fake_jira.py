@@ -1,6 +1,8 @@
 """A stateful fake Jira (Cloud or Server/DC) served over real HTTP on 127.0.0.1, for tests and benchmarks.
 
-Shapes and refusals follow /work/shared/specs (official spec excerpt + what jira 3.10.5 sends); see TRACKERS.md §1.
+Serves REST v2 only, and only the endpoints JiraTracker reaches through jira 3.10.5: serverInfo, field, applinks,
+issue create/read/edit, comment, remote link upsert, and search (search/jql on Cloud, the classic search on
+Server/DC). Shapes and refusals follow the official spec excerpts in shared/specs; see TRACKERS.md §1.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -25,7 +28,7 @@ CATEGORIES = {  # built-in statusCategory keys (TRACKERS.md §1.2), not the spec
     "done": (3, "green", "Done"),
     "indeterminate": (4, "yellow", "In Progress"),
 }
-TRANSITIONS = (("11", "To Do", "new"), ("21", "In Progress", "indeterminate"), ("31", "Done", "done"))
+STATUS_IDS = {"To Do": "10000", "In Progress": "10001", "Done": "10002"}
 WRITABLE = {"project", "issuetype", "summary", "description", "labels", "priority", "duedate", "assignee"}
 SYSTEM_FIELDS = (*sorted(WRITABLE), "status", "resolution", "created", "updated")
 REMOVED_SEARCH = (
@@ -38,25 +41,6 @@ def jira_time(moment: datetime | None = None) -> str:
     """Jira's timestamp format, e.g. 2021-01-18T23:45:00.000+0000."""
     moment = moment or datetime.now(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
-
-
-def adf(text: str) -> dict[str, Any]:
-    """Plain text as a minimal Atlassian Document Format document (what v3 stores and answers)."""
-    paras = [{"type": "paragraph", "content": [{"type": "text", "text": p}]} for p in text.split("\n\n") if p]
-    return {"type": "doc", "version": 1, "content": paras}
-
-
-def adf_text(doc: Any) -> str:
-    if not isinstance(doc, dict):
-        return str(doc)
-    if doc.get("type") == "text":
-        return str(doc.get("text", ""))
-    joiner = "\n\n" if doc.get("type") == "doc" else ""
-    return joiner.join(adf_text(c) for c in doc.get("content", []))
-
-
-def _is_adf(value: Any) -> bool:
-    return isinstance(value, dict) and value.get("type") == "doc" and value.get("version") == 1
 
 
 class ApiError(Exception):
@@ -102,6 +86,7 @@ class _Fault:
     path_contains: str | None
     after_effect: bool = False
     delay: float = 0.0
+    retry_after_as_date: bool = False
 
 
 class FakeJira:
@@ -171,9 +156,13 @@ class FakeJira:
         retry_after: int | None = None,
         path_contains: str | None = None,
         after_effect: bool = False,
+        retry_after_as_date: bool = False,
     ) -> None:
-        """Answer the next `n` matching requests with `status`; `after_effect` does the work first (answer lost)."""
-        self._faults.append(_Fault(n, status, retry_after, path_contains, after_effect))
+        """Answer the next `n` matching requests with `status`; `after_effect` does the work first (answer lost).
+        `retry_after_as_date` sends Retry-After as the HTTP-date that many seconds from now, the header's other form."""
+        self._faults.append(
+            _Fault(n, status, retry_after, path_contains, after_effect, retry_after_as_date=retry_after_as_date)
+        )
 
     def delay_next(self, seconds: float, path_contains: str | None = None) -> None:
         """Hold the next matching request `seconds` before handling it (it still takes effect, like a slow Jira)."""
@@ -183,7 +172,7 @@ class FakeJira:
         """Create an issue without HTTP (v2 field shapes); returns its key."""
         with self._lock:
             body = {"project": {"key": project}, "issuetype": {"name": "Task"}, "summary": summary, **fields}
-            return self._create("2", body).key
+            return self._create(body).key
 
     def set_status(self, key: str, name: str, category_key: str, resolution: str | None = None) -> None:
         with self._lock:
@@ -247,7 +236,8 @@ class FakeJira:
         headers = {}
         retry_after = fault.retry_after if fault.retry_after is not None else (1 if fault.status == 429 else None)
         if retry_after is not None:
-            headers["Retry-After"] = str(retry_after)
+            at = formatdate(time.time() + retry_after, usegmt=True)
+            headers["Retry-After"] = at if fault.retry_after_as_date else str(retry_after)
         if fault.status == 429:
             headers["RateLimit-Reason"] = "jira-burst-based"
         words = {400: "Bad request.", 403: "Forbidden.", 429: "Rate limit exceeded.", 503: "Service Unavailable"}
@@ -272,14 +262,14 @@ class FakeJira:
     def _route(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
         if path == "/rest/applinks/latest/listApplicationlinks" and method == "GET":
             return 200, {"list": []}
-        m = re.fullmatch(r"/rest/api/(2|3|latest)/(.+?)/?", path)
-        if not m or (m[1] == "3" and self.deployment != "Cloud"):
+        m = re.fullmatch(r"/rest/api/2/(.+?)/?", path)
+        if not m:
             raise ApiError(404, [f"null for uri: {self.url}{path}"])
-        v, rest = ("3" if m[1] == "3" else "2"), m[2]
+        rest = m[1]
         for verb, pattern, handler in _ROUTES:
             hit = re.fullmatch(pattern, rest)
             if hit and verb == method:
-                return handler(self, v, query, body, *hit.groups())  # type: ignore[no-any-return]
+                return handler(self, query, body, *hit.groups())  # type: ignore[no-any-return]
         raise ApiError(404 if not any(re.fullmatch(p, rest) for _, p, _ in _ROUTES) else 405, ["Not found"])
 
     # -- model helpers ---------------------------------------------------------------------------------------------
@@ -306,7 +296,7 @@ class FakeJira:
 
     def _status(self, name: str, category_key: str) -> dict[str, Any]:
         cat_id, color, cat_name = CATEGORIES[category_key]
-        sid = {n: str(10000 + i) for i, (_, n, _) in enumerate(TRANSITIONS)}.get(name, str(10100 + len(name)))
+        sid = STATUS_IDS.get(name, str(10100 + len(name)))
         category = {"self": f"{self.url}/rest/api/2/statuscategory/{cat_id}", "id": cat_id, "key": category_key}
         return {
             "self": f"{self.url}/rest/api/2/status/{sid}",
@@ -330,19 +320,15 @@ class FakeJira:
             }
         return {"self": f"{self.url}/rest/api/2/user?username={ident}", "name": ident, "key": ident, **base}
 
-    def render(self, v: str, issue: Issue, wanted: set[str] | None) -> dict[str, Any]:
+    def render(self, issue: Issue, wanted: set[str] | None) -> dict[str, Any]:
         out: dict[str, Any] = {"expand": "renderedFields,names,schema,operations,editmeta,changelog", "id": issue.id}
-        out.update({"self": f"{self.url}/rest/api/{v}/issue/{issue.id}", "key": issue.key})
+        out.update({"self": f"{self.url}/rest/api/2/issue/{issue.id}", "key": issue.key})
         if wanted is not None and wanted <= {"id", "key"}:
             return {"id": issue.id} if wanted == {"id"} else out
         fields = {k: val for k, val in issue.fields.items() if wanted is None or k in wanted}
-        if "description" in fields and fields["description"] is not None:
-            fields["description"] = (
-                adf(adf_text(fields["description"])) if v == "3" else adf_text(fields["description"])
-            )
         return {**out, "fields": fields}
 
-    def _create(self, v: str, fields: Any) -> Issue:
+    def _create(self, fields: Any) -> Issue:
         errors: dict[str, str] = {}
         if not isinstance(fields, dict):
             raise ApiError(400, ["Can not deserialize instance of fields"])
@@ -351,7 +337,7 @@ class FakeJira:
         project = next((p for p in self.projects.values() if pref.get("key") == p.key or pref.get("id") == p.id), None)
         if project is None:
             raise ApiError(400, [], {"project": "Specify a valid project ID or key"})
-        values = self._check_values(v, project, fields, errors, creating=True)
+        values = self._check_values(project, fields, errors, creating=True)
         if errors:
             raise ApiError(400, [], errors)
         self._next_id += 1
@@ -366,7 +352,7 @@ class FakeJira:
         self.issues[issue.key] = issue
         return issue
 
-    def _edit(self, v: str, issue: Issue, body: Any) -> None:
+    def _edit(self, issue: Issue, body: Any) -> None:
         """PUT issue/{key}: `fields` sets values, `update` applies operations (labels: add/remove/set; others: set).
 
         Same checks as create; what an edit may not touch (project: that is a move; status: that is a transition)
@@ -396,7 +382,7 @@ class FakeJira:
             if name == "labels":
                 fields["labels"] = labels
         project = next(p for p in self.projects.values() if p.key == issue.fields["project"]["key"])
-        values = self._check_values(v, project, fields, errors, creating=False)
+        values = self._check_values(project, fields, errors, creating=False)
         if errors:
             raise ApiError(400, [], errors)
         issue.fields.update({k: val for k, val in fields.items() if k in self.custom_fields})
@@ -409,7 +395,7 @@ class FakeJira:
                 errors[name] = f"Field '{name}' cannot be set. It is not on the appropriate screen, or unknown."
 
     def _check_values(
-        self, v: str, project: Project, fields: dict[str, Any], errors: dict[str, str], *, creating: bool
+        self, project: Project, fields: dict[str, Any], errors: dict[str, str], *, creating: bool
     ) -> dict[str, Any]:
         """Jira's checks of the system fields given (on create, also the required ones); answers what to store."""
         out: dict[str, Any] = {}
@@ -433,11 +419,7 @@ class FakeJira:
             out["summary"] = summary
         if "description" in fields:
             desc = fields["description"]
-            if v == "3" and desc is not None and not _is_adf(desc):
-                errors["description"] = (
-                    "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
-                )
-            if v == "2" and desc is not None and not isinstance(desc, str):
+            if desc is not None and not isinstance(desc, str):
                 errors["description"] = "Operation value must be a string"
             out["description"] = desc
         if "labels" in fields:
@@ -474,7 +456,7 @@ class FakeJira:
             query = jql.parse(text)
         except jql.JqlError as e:
             raise ApiError(400, [str(e)]) from None
-        if bounded and query.where is None:
+        if bounded and not query.clauses:
             raise ApiError(
                 400, ["Unbounded JQL queries are not allowed here. Please add a search restriction to your query."]
             )
@@ -487,14 +469,14 @@ class FakeJira:
         return jql.select(query, visible, lambda k: getattr(self._lookup(k), "key", None)), problems
 
     # -- endpoints ---------------------------------------------------------------------------------------------------
-    def h_server_info(self, v: str, q: Any, body: Any) -> tuple[int, Any]:
+    def h_server_info(self, q: Any, body: Any) -> tuple[int, Any]:
         cloud = self.deployment == "Cloud"
         numbers = [1001, 0, 0] if cloud else [9, 12, 0]
         info: dict[str, Any] = {"baseUrl": self.url, "version": ".".join(map(str, numbers)), "versionNumbers": numbers}
         info.update(deploymentType=self.deployment, buildNumber=100282, serverTime=jira_time(), serverTitle="Jira")
         return 200, info
 
-    def h_fields(self, v: str, q: Any, body: Any) -> tuple[int, Any]:
+    def h_fields(self, q: Any, body: Any) -> tuple[int, Any]:
         system = [{"id": n, "key": n, "name": n.title(), "custom": False, "clauseNames": [n]} for n in SYSTEM_FIELDS]
         custom = [
             {"id": cid, "key": cid, "name": name, "custom": True, "clauseNames": [f"cf[{cid.split('_')[1]}]", name]}
@@ -502,53 +484,18 @@ class FakeJira:
         ]
         return 200, system + custom
 
-    def h_project(self, v: str, q: Any, body: Any, key: str) -> tuple[int, Any]:
-        p = next((p for p in self.projects.values() if key.upper() in (p.key, p.id)), None)
-        if p is None:
-            raise ApiError(404, [f"No project could be found with key '{key}'."])
-        types = [{"id": i, "name": n, "subtask": False} for n, i in p.issue_types.items()]
-        return 200, {**self._project_ref(p), "issueTypes": types}
+    def h_create(self, q: Any, body: Any) -> tuple[int, Any]:
+        issue = self._create(_obj(body).get("fields"))
+        return 201, {"id": issue.id, "key": issue.key, "self": f"{self.url}/rest/api/2/issue/{issue.id}"}
 
-    def h_issuetypes(self, v: str, q: Any, body: Any) -> tuple[int, Any]:
-        seen = {i: n for p in self.projects.values() for n, i in p.issue_types.items()}
-        return 200, [{"id": i, "name": n, "subtask": False} for i, n in seen.items()]
-
-    def h_myself(self, v: str, q: Any, body: Any) -> tuple[int, Any]:
-        return 200, {**self._user("aftermath-bot"), "emailAddress": self.user}
-
-    def h_create(self, v: str, q: Any, body: Any) -> tuple[int, Any]:
-        issue = self._create(v, _obj(body).get("fields"))
-        return 201, {"id": issue.id, "key": issue.key, "self": f"{self.url}/rest/api/{v}/issue/{issue.id}"}
-
-    def h_bulk(self, v: str, q: Any, body: Any) -> tuple[int, Any]:
-        updates = _obj(body).get("issueUpdates") or []
-        if len(updates) > 50:
-            raise ApiError(400, ["Bulk create request exceeds the maximum number of issues (50)."])
-        created, failed = [], []
-        for n, upd in enumerate(updates):
-            try:
-                created.append(self.h_create(v, q, upd)[1])
-            except ApiError as e:
-                failed.append({"status": e.status, "elementErrors": e.body, "failedElementNumber": n})
-        return (201 if created else 400), {"issues": created, "errors": failed}
-
-    def h_edit(self, v: str, q: Any, body: Any, key: str) -> tuple[int, Any]:
-        self._edit(v, self._issue(key), body)
+    def h_edit(self, q: Any, body: Any, key: str) -> tuple[int, Any]:
+        self._edit(self._issue(key), body)
         return 204, None
 
-    def h_get_issue(self, v: str, q: dict[str, list[str]], body: Any, key: str) -> tuple[int, Any]:
-        return 200, self.render(v, self._issue(key), _wanted(q.get("fields"), None))
+    def h_get_issue(self, q: dict[str, list[str]], body: Any, key: str) -> tuple[int, Any]:
+        return 200, self.render(self._issue(key), _wanted(q.get("fields"), None))
 
-    def h_links(self, v: str, q: dict[str, list[str]], body: Any, key: str) -> tuple[int, Any]:
-        links = self._issue(key).remote_links
-        if q.get("globalId"):
-            link = next((lk for lk in links if lk.get("globalId") == q["globalId"][0]), None)
-            if link is None:
-                raise ApiError(404, ["No remote link with that globalId."])
-            return 200, link
-        return 200, links
-
-    def h_add_link(self, v: str, q: Any, body: Any, key: str) -> tuple[int, Any]:
+    def h_add_link(self, q: Any, body: Any, key: str) -> tuple[int, Any]:
         issue, body = self._issue(key), _obj(body)
         obj, gid = _obj(body.get("object")), body.get("globalId")
         errors = {k: f"{k.title()} is required." for k in ("url", "title") if not obj.get(k)}
@@ -558,43 +505,28 @@ class FakeJira:
             raise ApiError(400, [], errors)
         old = next((lk for lk in issue.remote_links if gid is not None and lk.get("globalId") == gid), None)
         link_id = old["id"] if old else sum(len(i.remote_links) for i in self.issues.values()) + 10000
-        link = {"id": link_id, "self": f"{self.url}/rest/api/{v}/issue/{issue.key}/remotelink/{link_id}"}
+        link = {"id": link_id, "self": f"{self.url}/rest/api/2/issue/{issue.key}/remotelink/{link_id}"}
         link.update({k: body.get(k) for k in ("globalId", "application", "relationship", "object")})
         issue.remote_links = [lk for lk in issue.remote_links if lk is not old] + [link]
         issue.fields["updated"] = jira_time()
         return (200 if old else 201), {"id": link_id, "self": link["self"]}
 
-    def h_comment(self, v: str, q: Any, body: Any, key: str) -> tuple[int, Any]:
+    def h_comment(self, q: Any, body: Any, key: str) -> tuple[int, Any]:
         issue, text = self._issue(key), _obj(body).get("body")
-        if (v == "3" and not _is_adf(text)) or (v == "2" and not (isinstance(text, str) and text.strip())):
-            want = "an Atlassian Document (see the Atlassian Document Format)" if v == "3" else "a non-empty string"
-            raise ApiError(400, [], {"comment": f"Comment body must be {want}."})
+        if not (isinstance(text, str) and text.strip()):
+            raise ApiError(400, [], {"comment": "Comment body must be a non-empty string."})
         now = jira_time()
         cid = str(20000 + sum(len(i.comments) for i in self.issues.values()))
-        comment = {"id": cid, "self": f"{self.url}/rest/api/{v}/issue/{issue.id}/comment/{cid}", "body": text}
+        comment = {"id": cid, "self": f"{self.url}/rest/api/2/issue/{issue.id}/comment/{cid}", "body": text}
         comment.update(author=self._user("aftermath-bot"), created=now, updated=now)
         issue.comments.append(comment)
         issue.fields["updated"] = now
         return 201, comment
 
-    def h_transitions(self, v: str, q: Any, body: Any, key: str) -> tuple[int, Any]:
-        self._issue(key)
-        items = [{"id": tid, "name": n, "to": self._status(n, cat)} for tid, n, cat in TRANSITIONS]
-        return 200, {"expand": "transitions", "transitions": items}
-
-    def h_transition(self, v: str, q: Any, body: Any, key: str) -> tuple[int, Any]:
-        issue, tid = self._issue(key), _obj(_obj(body).get("transition")).get("id")
-        match = next((t for t in TRANSITIONS if t[0] == str(tid)), None)
-        if match is None:
-            raise ApiError(400, [f"Transition id '{tid}' is not valid for this issue."])
-        res = _obj(_obj(_obj(body).get("fields")).get("resolution")).get("name", "Done")
-        self.set_status(issue.key, match[1], match[2], res if match[2] == "done" else None)
-        return 204, None
-
-    def h_search_jql(self, v: str, q: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    def h_search_jql(self, q: Any, body: Any) -> tuple[int, Any]:
         if self.deployment != "Cloud":  # Server/DC only has the classic /search
-            raise ApiError(404, [f"null for uri: {self.url}/rest/api/{v}/search/jql"])
-        p = _params(q, body)
+            raise ApiError(404, [f"null for uri: {self.url}/rest/api/2/search/jql"])
+        p = _obj(body)
         if len(p.get("reconcileIssues") or []) > 50:
             raise ApiError(400, ["The number of reconcileIssues must be 50 or fewer."])
         wanted = _wanted(p.get("fields"), {"id"})
@@ -606,42 +538,34 @@ class FakeJira:
         except (ValueError, IndexError):
             raise ApiError(400, ["The provided next page token is invalid or expired."]) from None
         hits, _ = self._search(str(p.get("jql") or ""), bounded=True)
-        page = [self.render(v, i, wanted) for i in hits[start : start + size]]
+        page = [self.render(i, wanted) for i in hits[start : start + size]]
         out: dict[str, Any] = {"issues": page, "isLast": start + size >= len(hits)}
         if not out["isLast"]:
             out["nextPageToken"] = base64.urlsafe_b64encode(f"offset:{start + size}".encode()).decode()
         return 200, out
 
-    def h_search_old(self, v: str, q: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    def h_search_old(self, q: Any, body: Any) -> tuple[int, Any]:
         if self.deployment == "Cloud":
             raise ApiError(410, [REMOVED_SEARCH])
-        p = _params(q, body)
+        p = _obj(body)
         strict = str(p.get("validateQuery", "true")).lower() in ("true", "strict")
         hits, warnings = self._search(p.get("jql") or "", strict=strict)
         start, size = int(p.get("startAt") or 0), max(0, min(int(p.get("maxResults") or 50), 1000))
-        page = [self.render(v, i, _wanted(p.get("fields"), None)) for i in hits[start : start + size]]
+        page = [self.render(i, _wanted(p.get("fields"), None)) for i in hits[start : start + size]]
         out = {"expand": "schema,names", "startAt": start, "maxResults": size, "total": len(hits), "issues": page}
         return 200, {**out, "warningMessages": warnings} if warnings else out
 
 
+# The client's search calls all pass use_post=True, so the searches are POST only.
 _ROUTES: list[tuple[str, str, Any]] = [
     ("GET", r"serverInfo", FakeJira.h_server_info),
     ("GET", r"field", FakeJira.h_fields),
-    ("GET", r"project/([^/]+)", FakeJira.h_project),
-    ("GET", r"issuetype", FakeJira.h_issuetypes),
-    ("GET", r"myself", FakeJira.h_myself),
     ("POST", r"issue", FakeJira.h_create),
-    ("POST", r"issue/bulk", FakeJira.h_bulk),
     ("GET", r"issue/([^/]+)", FakeJira.h_get_issue),
     ("PUT", r"issue/([^/]+)", FakeJira.h_edit),
-    ("GET", r"issue/([^/]+)/remotelink", FakeJira.h_links),
     ("POST", r"issue/([^/]+)/remotelink", FakeJira.h_add_link),
     ("POST", r"issue/([^/]+)/comment", FakeJira.h_comment),
-    ("GET", r"issue/([^/]+)/transitions", FakeJira.h_transitions),
-    ("POST", r"issue/([^/]+)/transitions", FakeJira.h_transition),
-    ("GET", r"search/jql", FakeJira.h_search_jql),
     ("POST", r"search/jql", FakeJira.h_search_jql),
-    ("GET", r"search", FakeJira.h_search_old),
     ("POST", r"search", FakeJira.h_search_old),
 ]
 
@@ -649,16 +573,6 @@ _ROUTES: list[tuple[str, str, Any]] = [
 def _obj(value: Any) -> dict[str, Any]:
     """`value` if it is a JSON object, else {} (so malformed bodies get Jira's validation errors, not a crash)."""
     return value if isinstance(value, dict) else {}
-
-
-def _params(q: dict[str, list[str]], body: Any) -> dict[str, Any]:
-    """GET query and POST body read the same way (GET `fields` may repeat or be comma-joined)."""
-    if isinstance(body, dict):
-        return body
-    out: dict[str, Any] = {k: v[-1] for k, v in q.items()}
-    if "fields" in q:
-        out["fields"] = q["fields"]
-    return out
 
 
 def _wanted(raw: Any, default: set[str] | None) -> set[str] | None:

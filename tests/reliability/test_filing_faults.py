@@ -48,7 +48,7 @@ CLIENT_TIMEOUT = 0.5  # seconds; a delayed answer below waits longer than this
 def fakes() -> Iterator[tuple[FakeJira, FakeGitHub]]:
     # GitHub's secondary limit (80 creates a minute) is the connector's concern, tested elsewhere; here it would only
     # turn the run into a 60-second wait.
-    with FakeJira() as jira, FakeGitHub(search_lag=30, creates_per_minute=10**6, creates_per_hour=10**6) as github:
+    with FakeJira() as jira, FakeGitHub(creates_per_minute=10**6, creates_per_hour=10**6) as github:
         github.add_repo(GITHUB_REPO, assignable={"alice"})
         yield jira, github
 
