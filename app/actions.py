@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, Session, SQLModel, select
 
 from app import jobs, ledger
@@ -13,6 +13,7 @@ from app.db import EnumText, PydanticJSON, UTCDateTime, page, utcnow
 from app.errors import Invalid, NotFound
 from app.findings import Finding
 from app.incidents import Incident
+from app.installation import action_key, installation_id
 from app.jobs import JobKind
 from app.mappings import Mappings
 from app.postmortems import Postmortem, record_revision
@@ -44,6 +45,11 @@ class Action(SQLModel, table=True):
     tracker_kind: TrackerKind | None = Field(default=None, sa_type=EnumText(TrackerKind, 16), index=True)
     tracker_key: str | None = Field(default=None, max_length=255, index=True)
     tracker_url: str | None = Field(default=None, sa_column=Column(Text))
+    tracker_id: str | None = Field(default=None, max_length=255)  # the tracker's own id of the issue (GitHub node id)
+    # Marks the issue as this action's (label, body marker): unique to the installation, so a lookup adopts no other.
+    idempotency_key: str | None = Field(default=None, max_length=255, unique=True)
+    # What the tracker did not take ({field, value, message}): the issue was filed without it.
+    warnings: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     tracker_status: str | None = Field(default=None, max_length=255)
     tracker_state: TrackerState = Field(default=TrackerState.OK, sa_type=EnumText(TrackerState, 16))
     status: ActionStatus = Field(default=ActionStatus.UNFILED, sa_type=EnumText(ActionStatus, 16))
@@ -115,6 +121,7 @@ def add(
     session.add(action)
     session.flush()
     assert action.id is not None
+    action.idempotency_key = action_key(installation_id(session), action.id)
     session.add_all([ActionFinding(action_id=action.id, finding_id=fid) for fid in sorted(set(finding_ids))])
     record_revision(session, postmortem, author, {"action_added": {"id": action.id, "title": action.title}})
     if target is not None:

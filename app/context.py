@@ -11,12 +11,13 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from app import budget
 from app.db import make_engine, transaction
 from app.mappings import Mappings, load_mappings
 from app.settings import Settings
 from app.tokens import Principal, from_settings
-from connectors.targets import TrackerKind, open_tracker
-from connectors.tracker import Tracker
+from connectors.targets import WRITE_LIMITS, TrackerKind, open_tracker
+from connectors.tracker import REFUSED_PER_VALUE, Tracker
 
 
 @dataclass
@@ -28,6 +29,9 @@ class Context:
     trackers: dict[TrackerKind, Tracker] = field(default_factory=dict)
     # Set when new inbound events are stored, so an idle in-process worker applies them at once.
     inbox_signal: threading.Event = field(default_factory=threading.Event)
+    # Per target name, the optional issue parts its tracker refused (with the value, for parts refused per value) and
+    # the tracker's message. Forgotten when the mappings are reloaded: the fix may have been made in the tracker.
+    _refused: dict[str, dict[tuple[str, Any], str]] = field(default_factory=dict)
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -41,6 +45,19 @@ class Context:
         with Session(self.engine, expire_on_commit=False) as session:
             yield session
 
+    def refused_fields(self, target: str, values: dict[str, Any]) -> dict[str, str]:
+        """The parts of an issue with these optional `values` that this target is known to refuse, with why."""
+        known = self._refused.get(target, {})
+        return {part: message for (part, value), message in known.items() if value is None or values.get(part) == value}
+
+    def remember_refused(self, target: str, refused: dict[str, str], values: dict[str, Any]) -> None:
+        remembered = self._refused.setdefault(target, {})
+        for part, message in refused.items():
+            remembered[(part, values.get(part) if part in REFUSED_PER_VALUE else None)] = message
+
+    def forget_refused(self) -> None:
+        self._refused.clear()
+
     def tracker(self, kind: str) -> Tracker | None:
         """The client of this tracker kind (made on first use), or None when it is not configured."""
         tracker_kind = TrackerKind(kind)
@@ -48,7 +65,10 @@ class Context:
             connection = self.settings.connection(tracker_kind)
             if connection is None:
                 return None
-            self.trackers[tracker_kind] = open_tracker(tracker_kind, connection)
+            limits = WRITE_LIMITS.get(tracker_kind)
+            key = budget.budget_key(connection.token, connection.url)
+            gate = budget.gate(self.engine, key, budget.Budget.under(limits)) if limits else None
+            self.trackers[tracker_kind] = open_tracker(tracker_kind, connection, write_gate=gate)
         return self.trackers[tracker_kind]
 
 

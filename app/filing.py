@@ -1,11 +1,18 @@
-"""Filing flow: turn an action into exactly one tracker issue, even across timeouts, 5xx and crashes; and keep that
-issue following the action's later edits. Both are job handlers (see app/jobs.py)."""
+"""Filing flow: turn an action into exactly one tracker issue, even across timeouts, 5xx and crashes; keep that issue
+following the action's later edits. Both are job handlers (see app/jobs.py).
+
+An optional field the tracker refuses (an assignee it cannot assign, a due date off the project's screen) is dropped
+and the issue sent again without it; the action keeps a warning and the ledger a `field_dropped` entry for it. The
+refusal is remembered per target until the mappings are reloaded, so the next action there does not pay for it.
+"""
 
 from __future__ import annotations
 
 import logging
-import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from sqlmodel import Session, select
 
@@ -13,20 +20,21 @@ from app import jobs, ledger
 from app.actions import Action, finding_ids_of, queue_issue_update
 from app.context import Context
 from app.db import utcnow
+from app.drafts import build_draft
 from app.findings import Finding
 from app.jobs import Done, Job, JobKind, Later, Outcome
-from app.mappings import Mappings
 from app.postmortems import Postmortem
 from app.vocabulary import ActionStatus, LedgerKind, LedgerSource
-from connectors.markup import Bullets, Document, Inline, Link, Strong, paragraph
 from connectors.targets import Target
-from connectors.tracker import IssueDraft, IssueRef, PermanentError, Tracker, TrackerError, Unreachable
+from connectors.tracker import FieldsRefused, IssueDraft, IssueRef, PermanentError, Tracker, TrackerError, Unreachable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_DROPS = 5  # rounds of "refused, send again without it": each round drops at least one of a handful of parts
 
-# Which parts of the issue show which action field (build_draft's body repeats owner, due date, priority and the
-# success metric; the findings are in the body and the backlink). The job pushes only these, so that an edit of the
-# title does not undo, say, a priority someone changed in the tracker since.
+# Which parts of the issue show which action field (the body repeats owner, due date, priority and the success metric;
+# the findings are in the body and the backlinks). The job pushes only these, so that an edit of the title does not
+# undo, say, a priority someone changed in the tracker since.
 PARTS_SHOWING: dict[str, frozenset[str]] = {
     "title": frozenset({"title"}),
     "description": frozenset({"body"}),
@@ -38,53 +46,13 @@ PARTS_SHOWING: dict[str, frozenset[str]] = {
 }
 
 
-def idempotency_key(action_id: int) -> str:
-    return f"aftermath-action-{action_id}"
+@dataclass(frozen=True)
+class Dropped:
+    """An optional part the tracker did not take (shown on the action as a warning)."""
 
-
-def finding_url(public_url: str, postmortem_id: int, finding_id: int) -> str:
-    return f"{public_url}/postmortems/{postmortem_id}#finding-{finding_id}"
-
-
-def _label(text: str) -> str:
-    return re.sub(r"\s+", "-", text.strip())[:255]
-
-
-def build_draft(
-    mappings: Mappings, public_url: str, action: Action, target: Target, postmortem: Postmortem, found: list[Finding]
-) -> IssueDraft:
-    """The issue as the tracker will show it: what to do, why (the finding), and the way back to the postmortem."""
-    assert action.id is not None and postmortem.id is not None
-    page = f"{public_url}/postmortems/{postmortem.id}"
-    facts: list[tuple[Inline, ...]] = [(Strong("Postmortem:"), " ", Link(f"{postmortem.key} {postmortem.title}", page))]
-    for finding in found:
-        url = finding_url(public_url, postmortem.id, finding.id or 0)
-        facts.append(
-            (Strong(f"Finding ({finding.kind.replace('_', ' ')}):"), f" {finding.statement} — ", Link(url, url))
-        )
-    facts += [
-        (Strong("Owner:"), f" {action.owner or 'unassigned'}"),
-        (Strong("Due:"), f" {action.due_date.isoformat() if action.due_date else 'no due date'}"),
-        (Strong("Priority:"), f" {action.priority}"),
-        (Strong("Success metric:"), f" {action.success_metric or 'not set'}"),
-        (Strong("Action:"), " ", Link(f"{page}#action-{action.id}", f"{page}#action-{action.id}")),
-    ]
-    body = Document.of(paragraph(action.description) if action.description else None, Bullets(tuple(facts)))
-    fields = mappings.issue_fields(target, action.owner, action.priority)
-    labels = [*fields.labels, _label(f"pm-{postmortem.key}".lower())]
-    first = found[0] if found else None
-    return IssueDraft(
-        idempotency_key=idempotency_key(action.id),
-        title=f"[{postmortem.key}] {action.title}",
-        body=body,
-        labels=tuple(_label(label) for label in labels),
-        assignee=fields.assignee,
-        due_date=action.due_date,
-        priority=fields.priority,
-        backlink_url=finding_url(public_url, postmortem.id, first.id or 0) if first else page,
-        backlink_title=f"{postmortem.key}: {first.statement[:200] if first else postmortem.title}",
-        extra_fields=fields.extra_fields,
-    )
+    field: str
+    value: Any
+    message: str
 
 
 def _load(session: Session, action_id: int) -> tuple[Action, Postmortem, list[Finding]]:
@@ -109,6 +77,31 @@ def _tracker_and_draft(
         raise PermanentError(f"{target.kind} is not configured: set its AFTERMATH_* connection settings")
     draft = build_draft(context.mappings, context.settings.public_url, action, target, postmortem, found)
     return tracker, target, draft
+
+
+def _degrading(
+    context: Context, target: Target, draft: IssueDraft, send: Callable[[IssueDraft], T]
+) -> tuple[T, list[Dropped], IssueDraft]:
+    """`send(draft)`, sent again without the optional parts the tracker refuses, for as long as it refuses only those.
+
+    Parts refused for this target before are left out from the start. A 4xx created nothing, so sending again cannot
+    make a second issue.
+    """
+    values = draft.optional()
+    known = context.refused_fields(target.name, values)
+    dropped = [Dropped(name, values.get(name), message) for name, message in known.items() if name in values]
+    draft = draft.without(set(known))
+    for _ in range(MAX_DROPS):
+        try:
+            return send(draft), dropped, draft
+        except FieldsRefused as exc:
+            refused = {name: message for name, message in exc.fields.items() if name not in draft.omitted}
+            if not refused:
+                raise PermanentError(exc.message) from exc
+            context.remember_refused(target.name, refused, values)
+            dropped += [Dropped(name, values.get(name), message) for name, message in refused.items()]
+            draft = draft.without(set(refused))
+    raise PermanentError(f"the tracker kept refusing optional fields: {[d.field for d in dropped]}")
 
 
 def _show_error(session: Session, job: Job, error: TrackerError) -> Action | None:
@@ -150,19 +143,21 @@ def file_action(context: Context, job: Job) -> Outcome:
     if action.tracker_key:
         return Done()
     tracker, target, draft = _tracker_and_draft(context, action, postmortem, found)
-    ref = None
+    ref: IssueRef | None = None
+    dropped: list[Dropped] = []
     if job.attempts > 1:
         # No attempt can have created the issue before the job existed (a minute's slack for clock skew).
         ref = tracker.find_issue(target, draft.idempotency_key, job.created_at - timedelta(minutes=1))
         if ref is None and (wait := _lookup_may_lag(job, tracker.lookup_settle)) is not None:
             return Later(wait, "an earlier attempt may have filed the issue; waiting for the lookup")
-    # Found, it was filed by an attempt whose answer was lost: that attempt may have ended before the backlink.
-    repair = ref is not None
-    if ref is None:
-        ref = tracker.create_issue(target, draft)
-        repair = not ref.backlinked
-    found_ref = ref
-    return Done(lambda session, _job: _record_filed(session, job.action_id or 0, found_ref, repair_backlink=repair))
+    if ref is not None:
+        # Filed by an attempt whose answer was lost: that attempt may have ended before the backlinks.
+        filed, repair = ref, True
+    else:
+        filed, dropped, _ = _degrading(context, target, draft, lambda d: tracker.create_issue(target, d))
+        repair = not filed.backlinked
+    dropped += [Dropped(name, draft.optional().get(name), message) for name, message in filed.dropped.items()]
+    return Done(lambda session, _job: _record_filed(session, job.action_id or 0, filed, dropped, repair=repair))
 
 
 def issue_parts(fields: list[str]) -> frozenset[str] | None:
@@ -189,25 +184,38 @@ def update_issue(context: Context, job: Job) -> Outcome:
     with context.read() as session:
         action, postmortem, found = _load(session, job.action_id)
     parts = issue_parts([str(name) for name in job.payload.get("fields") or []])
+    dropped: list[Dropped] = []
+    taken: set[str] = set()
     if action.tracker_key:  # always set when queued; nothing to rewrite otherwise
+        key = action.tracker_key
         tracker, target, draft = _tracker_and_draft(context, action, postmortem, found)
-        tracker.update_issue(target, action.tracker_key, draft, parts)
-    return Done(lambda session, _job: _record_updated(session, job.action_id or 0, full=parts is None))
+        _, dropped, sent = _degrading(context, target, draft, lambda d: tracker.update_issue(target, key, d, parts))
+        # The optional parts this update set: an earlier warning about one of them no longer holds.
+        taken = {part for part in ("assignee", "due_date", "priority") if part in (parts or {part})} - sent.omitted
+    done = job.action_id or 0
+    return Done(lambda session, _job: _record_updated(session, done, dropped, taken, full=parts is None))
 
 
-def _record_updated(session: Session, action_id: int, *, full: bool) -> None:
+def _record_updated(session: Session, action_id: int, dropped: list[Dropped], taken: set[str], *, full: bool) -> None:
+    action = session.get(Action, action_id)
+    if action is None:
+        return
+    if any(warning.get("field") in taken for warning in action.warnings):
+        action.warnings = [warning for warning in action.warnings if warning.get("field") not in taken]
+        session.add(action)
+    _record_dropped(session, action, dropped)
     # Only a full rewrite proves the issue matches the action again; for a filed action, last_error can only have come
     # from an earlier update (filing clears it).
-    action = session.get(Action, action_id)
-    if action is not None and full and action.last_error:
+    if full and action.last_error:
         action.last_error, action.updated_at = None, utcnow()
         session.add(action)
 
 
-def _record_filed(session: Session, action_id: int, ref: IssueRef, *, repair_backlink: bool) -> None:
+def _record_filed(session: Session, action_id: int, ref: IssueRef, dropped: list[Dropped], *, repair: bool) -> None:
     action = session.get(Action, action_id)
     assert action is not None
     action.tracker_key, action.tracker_url, action.filed_at = ref.key, ref.url, utcnow()
+    action.tracker_id = ref.tracker_id
     action.status, action.tracker_status, action.last_error = ActionStatus.OPEN, None, None
     action.updated_at = utcnow()
     session.add(action)
@@ -221,9 +229,30 @@ def _record_filed(session: Session, action_id: int, ref: IssueRef, *, repair_bac
         to_status=ActionStatus.OPEN,
         details={"key": ref.key, "url": ref.url},
     )
-    if repair_backlink:
-        # A durable update job (retried like any) puts the backlink on; the finding is what the backlink shows.
+    _record_dropped(session, action, dropped)
+    if repair:
+        # A durable update job (retried like any) puts the backlinks on; the findings are what they show.
         queue_issue_update(session, action, ["finding_ids"])
+
+
+def _record_dropped(session: Session, action: Action, dropped: list[Dropped]) -> None:
+    """A warning on the action and a `field_dropped` ledger entry for each part not dropped before."""
+    known = {warning.get("field") for warning in action.warnings}
+    new = [d for d in dropped if d.field not in known]
+    if not new:
+        return
+    action.warnings = [*action.warnings, *(asdict(d) for d in new)]
+    session.add(action)
+    for d in new:
+        log.info("action %s: %s dropped from %s: %s", action.id, d.field, action.tracker_key, d.message)
+        ledger.append(
+            session,
+            kind=LedgerKind.FIELD_DROPPED,
+            source=LedgerSource.SYSTEM,
+            action_id=action.id,
+            postmortem_id=action.postmortem_id,
+            details={"key": action.tracker_key, **asdict(d)},
+        )
 
 
 def _lookup_may_lag(job: Job, settle: float) -> float | None:

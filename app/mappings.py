@@ -146,6 +146,7 @@ class IssueFields:
     priority: str | None
     labels: tuple[str, ...]
     extra_fields: dict[str, Any]
+    replaced_labels: tuple[str, ...] = ()  # labels standing for another priority, which an edit takes off
 
 
 class Mappings(_Strict):
@@ -175,6 +176,7 @@ class Mappings(_Strict):
                     priority=None,  # GitHub issues have no priority field: it becomes a label
                     labels=(*trackers.labels, *([label] if label else [])),
                     extra_fields={},
+                    replaced_labels=tuple(trackers.github_priority_labels.values()),
                 )
 
     def status_of(self, kind: TrackerKind, state: IssueState) -> ActionStatus:

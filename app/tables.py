@@ -1,9 +1,11 @@
 """Every table module, imported so the shared metadata is complete (Alembic autogenerate and migrations)."""
 
 from app.actions import Action, ActionFinding
+from app.budget import WriteBudget, WriteSlot
 from app.findings import Finding
 from app.inbox import InboundEvent
 from app.incidents import Incident, TimelineEntry
+from app.installation import Installation
 from app.jobs import Job, Schedule
 from app.ledger import LedgerEntry
 from app.postmortems import Postmortem, PostmortemRevision
@@ -17,6 +19,7 @@ __all__ = [
     "Finding",
     "InboundEvent",
     "Incident",
+    "Installation",
     "Job",
     "LedgerEntry",
     "PollCursor",
@@ -24,4 +27,6 @@ __all__ = [
     "PostmortemRevision",
     "Schedule",
     "TimelineEntry",
+    "WriteBudget",
+    "WriteSlot",
 ]

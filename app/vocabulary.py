@@ -86,6 +86,7 @@ class LedgerKind(StrEnum):
     RECURRED = "recurred"
     TRACKER_MISSING = "tracker_missing"
     TRACKER_MOVED = "tracker_moved"
+    FIELD_DROPPED = "field_dropped"  # the tracker refused an optional field; the issue was filed without it
 
 
 class LedgerSource(StrEnum):

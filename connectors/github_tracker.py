@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Set
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +24,7 @@ from connectors.markup import Document, to_markdown
 from connectors.targets import GitHubTarget, Target, TrackerKind
 from connectors.tracker import (
     ISSUE_PARTS,
+    FieldsRefused,
     IssueDraft,
     IssueRef,
     IssueState,
@@ -44,11 +45,17 @@ _KEY = re.compile(r"^(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)#(?P<number>[1-9][
 # the key lands inside an HTML comment: no "--", ">" or whitespace, or the marker could end early or be mangled
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:/=+-]{1,200}$")
 _RETRYABLE_STATUSES = (500, 502, 503, 504)
+# What a 422 names (its `field`, else its `resource`), for the optional parts of an issue (see IssueDraft.optional).
+_OPTIONAL_PARTS = {"assignees": "assignee", "assignee": "assignee", "labels": "labels", "Label": "labels"}
 # GitHub's secondary limit: 80 content-creating requests a minute per identity (and 500 an hour). PyGithub waits this
 # long from the END of one write to the START of the next, so writes reach GitHub more than 0.8 s apart: at most 75 a
 # minute, a margin of 5 for whatever else the identity creates. PyGithub's own 1.0 s (60/min) files 500 actions in
 # 500 s instead of 400 s (floor 375 s). The pacing is per process: k workers sharing one token need >= 0.75*k s each.
 WRITE_INTERVAL = 0.8
+GRAPHQL_NODES = 100  # GitHub refuses more ids in one nodes() query
+NODES_QUERY = """query($ids: [ID!]!) {
+  nodes(ids: $ids) { ... on Issue { number state stateReason updatedAt repository { nameWithOwner } } }
+}"""
 
 
 class GitHubTracker:
@@ -71,6 +78,7 @@ class GitHubTracker:
         creator: str | None = None,
         poll_overlap: float = 60.0,
         rebase_after: float = 86400.0,
+        write_gate: Callable[[], None] | None = None,
     ) -> None:
         # Reads may be retried here; writes never are: a 502 or timeout after GitHub stored the issue would
         # otherwise file it twice (PyGithub's default GithubRetry re-sends POST). Rate limits are not slept on
@@ -94,57 +102,110 @@ class GitHubTracker:
             per_page=PAGE,
             retry=retry,
             seconds_between_requests=seconds_between_requests,
-            seconds_between_writes=seconds_between_writes,
+            # A gate shared by every process paces writes for the whole deployment; PyGithub's own is per process.
+            seconds_between_writes=0 if write_gate else seconds_between_writes,
             lazy=True,  # get_repo()/get_issue() would otherwise spend a GET each before every write
         )
         self._find_pages = find_pages
         self._creator = creator  # the token's login: narrows find_issue's listing to our own issues
         self._overlap = timedelta(seconds=poll_overlap)
         self._rebase_after = timedelta(seconds=rebase_after)
+        self._write_gate = write_gate or (lambda: None)
 
     # ---- Tracker protocol --------------------------------------------------------------------------------------
     def create_issue(self, target: Target, draft: IssueDraft) -> IssueRef:
+        """One POST. A 422 about assignees or labels only is FieldsRefused (nothing was created); labels and assignees
+        GitHub accepted but did not keep (a token without push access) come back in `dropped`."""
         repo = _target_repo(target)
         labels = _labels(draft.labels)
+        assignees = [draft.assignee] if draft.assignee else []
+        self._write_gate()
         try:
             issue = self._gh.get_repo(repo).create_issue(
                 title=_title(draft.title),
                 body=_body_with_marker(to_markdown(draft.body), draft.idempotency_key),
                 labels=labels if labels else NotSet,
-                assignees=[draft.assignee] if draft.assignee else NotSet,
+                assignees=assignees if assignees else NotSet,
             )
         except GithubException as exc:
             raise _status_error(exc.status, exc.headers, exc.data, f"repository {repo}", write=True) from exc
         except requests.RequestException as exc:
             raise _transport_error(exc, f"creating an issue in {repo}", write=True) from exc
-        return IssueRef(key=f"{repo}#{issue.number}", url=issue.html_url)
+        kept_labels = {label.name.lower() for label in issue.labels}
+        kept_assignees = {user.login.lower() for user in issue.assignees}
+        dropped = {}
+        if labels and not {label.lower() for label in labels} <= kept_labels:
+            dropped["labels"] = "GitHub did not keep the labels (the token may lack push access to the repository)"
+        if assignees and not {a.lower() for a in assignees} <= kept_assignees:
+            dropped["assignee"] = "GitHub did not keep the assignee (the token may lack push access to the repository)"
+        return IssueRef(key=f"{repo}#{issue.number}", url=issue.html_url, tracker_id=issue.node_id, dropped=dropped)
 
     def update_issue(self, target: Target, key: str, draft: IssueDraft, parts: Set[str] | None = None) -> None:
-        """One PATCH of title, body (marker kept) and assignees: `parts` title/body/assignee; None = all.
+        """One GET (is it still this action's issue? which labels does it carry?), then one PATCH of what changed:
+        title, body (marker kept), assignees, and the priority label (`parts` title/body/assignee/priority; None =
+        all). Labels people added stay: the new set is the current one with only a replaced priority label swapped.
 
-        GitHub has no due date or priority field (the body shows them), and labels are left alone: PATCH `labels`
-        replaces the whole set, which would drop labels people added (or cost a GET to merge). `target` is not
-        needed: the key names the repository. State is never sent, so the issue stays open or closed as it is.
+        GitHub has no due date or priority field (the body shows them). `target` is not needed: the key names the
+        repository. State is never sent, so the issue stays open or closed as it is.
         """
         repo, number = _split_key(key)
         want = ISSUE_PARTS if parts is None else parts
+        if not want & {"title", "body", "assignee", "priority"}:
+            return  # nothing GitHub shows changed (a due date, say): no request at all
+        _, _, current = self._get(f"/repos/{repo}/issues/{number}", {}, f"issue {key}")
+        if _marker(draft.idempotency_key) not in str(current.get("body") or ""):
+            raise PermanentError(f"GitHub issue {key} does not carry this action's key {draft.idempotency_key}")
         changes: dict[str, Any] = {}
         if "title" in want:
             changes["title"] = _title(draft.title)
         if "body" in want:
             changes["body"] = _body_with_marker(to_markdown(draft.body), draft.idempotency_key)
-        if "assignee" in want:  # the new owner replaces the old one; an unmapped owner unassigns
+        if "assignee" in want and "assignee" not in draft.omitted:  # the new owner replaces the old; none unassigns
             changes["assignees"] = [draft.assignee] if draft.assignee else []
+        if "priority" in want and "labels" not in draft.omitted:
+            names = [
+                str(item.get("name") if isinstance(item, Mapping) else item) for item in current.get("labels") or []
+            ]
+            replaced = {label.lower() for label in draft.replaced_labels} - {label.lower() for label in draft.labels}
+            wanted = _labels((*(n for n in names if n.lower() not in replaced), *draft.labels))
+            if {n.lower() for n in wanted} != {n.lower() for n in names}:
+                changes["labels"] = wanted
         if not changes:
-            return  # nothing GitHub shows changed (a due date, say): no request at all
+            return  # nothing GitHub shows changed (a due date, say): no write at all
+        self._write_gate()
         try:
-            # lazy objects: no GET of the repository or the issue before the PATCH
+            # lazy objects: no further GET of the repository or the issue before the PATCH
             self._gh.get_repo(repo).get_issue(number).edit(**changes)
         except GithubException as exc:
             # write=False: a PATCH is idempotent, so a 5xx is a plain retry, not "it may have happened"
             raise _status_error(exc.status, exc.headers, exc.data, f"issue {key}", write=False) from exc
         except requests.RequestException as exc:
             raise _transport_error(exc, f"updating {key}", write=False) from exc
+
+    def audit(self, target: Target, issues: dict[str, str]) -> PollResult:
+        """What the steady-state listing cannot see: issues deleted (a GraphQL node of null) or transferred (their
+        repository changed). `issues` maps each key to its node id; one request per 100 of them."""
+        repo = _target_repo(target)
+        missing: list[str] = []
+        states: dict[str, IssueState] = {}
+        pairs = list(issues.items())
+        for start in range(0, len(pairs), GRAPHQL_NODES):
+            batch = pairs[start : start + GRAPHQL_NODES]
+            nodes = self._nodes([node_id for _, node_id in batch])
+            for (key, _), node in zip(batch, nodes, strict=True):
+                if node is None:
+                    missing.append(key)
+                    continue
+                home = str((node.get("repository") or {}).get("nameWithOwner") or repo)
+                if home.lower() != repo.lower():
+                    moved = f"{home}#{node.get('number')}"
+                    state = "closed" if node.get("state") == "CLOSED" else "open"
+                    reason = str(node.get("stateReason") or "completed").lower() if state == "closed" else None
+                    raw = f"closed:{reason}" if state == "closed" else "open"
+                    states[key] = IssueState(
+                        key, raw, state, reason, _parse_time(node.get("updatedAt")), moved_to=moved
+                    )
+        return PollResult(states=states, missing=tuple(missing))
 
     def find_issue(
         self, target: Target, idempotency_key: str, created_after: datetime | None = None
@@ -228,6 +289,7 @@ class GitHubTracker:
         body = to_markdown(text)
         if len(body) > BODY_MAX:
             body = body[: BODY_MAX - 1] + "…"
+        self._write_gate()
         try:
             self._gh.get_repo(repo).get_issue(number).create_comment(body)
         except GithubException as exc:
@@ -248,6 +310,19 @@ class GitHubTracker:
         return _issue_state(key, item, moved_to=f"{home}#{item['number']}" if moved else None)
 
     # ---- HTTP ---------------------------------------------------------------------------------------------------
+    def _nodes(self, node_ids: list[str]) -> list[dict[str, Any] | None]:
+        """GraphQL `nodes(ids:)` for up to 100 issue node ids: each Issue's state and home, None where it is gone."""
+        try:
+            _, data = self._gh.requester.graphql_query(NODES_QUERY, {"ids": node_ids})
+        except GithubException as exc:
+            raise _status_error(exc.status, exc.headers, exc.data, "the issues' GraphQL nodes", write=False) from exc
+        except requests.RequestException as exc:
+            raise _transport_error(exc, "reading the issues' GraphQL nodes", write=False) from exc
+        nodes = (data.get("data") or {}).get("nodes")
+        if not isinstance(nodes, list) or len(nodes) != len(node_ids):
+            raise RetryLater(f"unexpected GraphQL answer for {len(node_ids)} node ids")
+        return [node if isinstance(node, dict) and node.get("number") else None for node in nodes]
+
     def _get(
         self, url: str, params: dict[str, str], what: str, etag: str | None = None, allow_gone: bool = False
     ) -> tuple[int, dict[str, Any], Any]:
@@ -330,6 +405,7 @@ def _issue_state(key: str, item: Mapping[str, Any], moved_to: str | None = None)
         updated_at=_parse_time(item.get("updated_at")),
         assignee=assignee.get("login") if isinstance(assignee, Mapping) else None,
         moved_to=moved_to,
+        tracker_id=str(item["node_id"]) if item.get("node_id") else None,
     )
 
 
@@ -374,8 +450,15 @@ def _status_error(status: int, headers: Mapping[str, Any] | None, data: Any, wha
     if status == 410:
         return PermanentError(f"GitHub {what}: {message}")
     if status == 422:
-        details = "; ".join(_describe(e) for e in (data.get("errors") or [] if isinstance(data, Mapping) else []))
-        return PermanentError(f"GitHub rejected {what}: {message}" + (f" ({details})" if details else ""))
+        errors = [e for e in (data.get("errors") or [] if isinstance(data, Mapping) else []) if isinstance(e, Mapping)]
+        details = "; ".join(_describe(e) for e in errors)
+        text = f"GitHub rejected {what}: {message}" + (f" ({details})" if details else "")
+        parts = [
+            _OPTIONAL_PARTS.get(str(e.get("field"))) or _OPTIONAL_PARTS.get(str(e.get("resource"))) for e in errors
+        ]
+        if errors and all(parts):
+            return FieldsRefused(text, {str(part): _describe(e) for part, e in zip(parts, errors, strict=True)})
+        return PermanentError(text)
     if status >= 500:
         kind = OutcomeUnknown if write else RetryLater
         return kind(f"GitHub answered {status} while {what}: {message}", retry_after=retry_after)

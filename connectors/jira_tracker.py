@@ -25,6 +25,7 @@ from connectors.markup import Document, to_jira_wiki
 from connectors.targets import JiraTarget, Target, TrackerKind
 from connectors.tracker import (
     ISSUE_PARTS,
+    FieldsRefused,
     IssueDraft,
     IssueRef,
     IssueState,
@@ -59,9 +60,9 @@ def sanitize_label(text: str) -> str:
     return re.sub(r"\s+", "-", text.strip())[:LABEL_MAX]
 
 
-def global_id(idempotency_key: str) -> str:
-    """The remote link's globalId: re-posting it updates the one link instead of adding another."""
-    return (GLOBAL_ID_PREFIX + idempotency_key)[:255]
+def global_id(idempotency_key: str, anchor: str | None = None) -> str:
+    """A remote link's globalId: re-posting it updates that link instead of adding another."""
+    return (GLOBAL_ID_PREFIX + idempotency_key + (f":{anchor}" if anchor else ""))[:255]
 
 
 class JiraTracker:
@@ -81,73 +82,96 @@ class JiraTracker:
     def find_issue(
         self, target: Target, idempotency_key: str, created_after: datetime | None = None
     ) -> IssueRef | None:
-        """The issue carrying this key's label (1 search request).
+        """The issue carrying this key: by its label (1 search), else by the marker line of its description (1 more:
+        a project whose screen refuses labels). Only an issue created after `created_after` counts: an older one with
+        the same key cannot be this attempt's.
 
         Jira's search index is eventually consistent: a miss right after an OutcomeUnknown create proves little,
         so the caller should look again for a while before filing anew.
         """
         project, _ = _target(target)
-        label = sanitize_label(idempotency_key)
-        found = self._search(f"project = {_quote(project)} AND labels = {_quote(label)}", ["labels", "created"])
-        # `labels =` is an exact match in Jira, but verify here anyway: a lookup must never adopt a stranger's issue.
-        hits = [i for i in found if label in ((i.get("fields") or {}).get("labels") or [])]
+        label, marker = sanitize_label(idempotency_key), MARKER_PREFIX + idempotency_key
+        wanted = ["labels", "created", "description"]
+        by_label = self._search(f"project = {_quote(project)} AND labels = {_quote(label)}", wanted)
+        # `labels =` is an exact match and `~` a word search: verify here, a lookup must never adopt a stranger's issue.
+        hits = [i for i in by_label if label in ((i.get("fields") or {}).get("labels") or [])]
+        if not hits:
+            by_text = self._search(f"project = {_quote(project)} AND description ~ {_quote(_quote(label))}", wanted)
+            hits = [i for i in by_text if marker in str((i.get("fields") or {}).get("description") or "")]
+        if created_after is not None:
+            hits = [
+                i
+                for i in hits
+                if (_parse_time((i.get("fields") or {}).get("created")) or created_after) >= created_after
+            ]
         if not hits:
             return None
         hits.sort(key=lambda i: int(i.get("id") or 0))  # ids grow: the first one filed is the one to keep
         if len(hits) > 1:
-            LOG.warning("Jira has %d issues labelled %s: %s", len(hits), label, [i.get("key") for i in hits])
-        return self._ref(str(hits[0]["key"]))
+            LOG.warning("Jira has %d issues keyed %s: %s", len(hits), label, [i.get("key") for i in hits])
+        return self._ref(str(hits[0]["key"]), str(hits[0].get("id") or "") or None)
 
     def create_issue(self, target: Target, draft: IssueDraft) -> IssueRef:
-        """POST the issue (1 request, no prefetch GET), then upsert the backlink (1 more; +1 applinks GET/client)."""
+        """POST the issue (1 request, no prefetch GET), then upsert one remote link per backlink (+1 applinks GET per
+        client). A 400 naming only optional fields is FieldsRefused: nothing was created, the caller may file again
+        without them."""
         project, issue_type = _target(target)
         jira = self._client()
         fields = self._fields(project, issue_type, draft, cloud=jira.deploymentType == "Cloud")
-        with _translated(f"create a {issue_type} in {project}", create=True):
+        with _translated(f"create a {issue_type} in {project}", create=True, optional=_optional_ids(draft)):
             raw = jira.create_issue(fields=fields, prefetch=False).raw or {}
-        ref = self._ref(str(raw["key"]))
-        if draft.backlink_url:
-            try:
-                self.add_backlink(ref.key, draft.idempotency_key, draft.backlink_url, draft.backlink_title)
-            except TrackerError as e:
-                # The issue exists and carries the label, so failing here would only make the caller file it again.
-                # The link is an upsert (same globalId): the caller repairs it later (update_issue) without duplicates.
-                LOG.warning("Jira issue %s filed, but its backlink was not added: %s", ref.key, e.message)
-                return replace(ref, backlinked=False)
+        ref = self._ref(str(raw["key"]), str(raw.get("id") or "") or None)
+        try:
+            self._link_back(ref.key, draft, prune=False)
+        except TrackerError as e:
+            # The issue exists and carries its key, so failing here would only make the caller file it again. Links
+            # are upserts (same globalId): the caller repairs them later (update_issue) without duplicates.
+            LOG.warning("Jira issue %s filed, but its backlinks were not added: %s", ref.key, e.message)
+            return replace(ref, backlinked=False)
         return ref
 
     def update_issue(self, target: Target, key: str, draft: IssueDraft, parts: Set[str] | None = None) -> None:
-        """One PUT issue/{key} (no prefetch GET), +1 remote-link upsert when the backlink is among `parts`.
+        """One GET (is it still this action's issue?), one PUT issue/{key}, and when the backlinks are among `parts`
+        their upserts plus one GET of the issue's links to remove the stale ones.
 
         `target` is not needed: the key names the issue, wherever it has moved since. The status is never sent (Jira
-        only changes it through transitions anyway).
+        only changes it through transitions anyway). Refused optional fields raise FieldsRefused, nothing changed.
         """
         if not _KEY_RE.match(key):  # it goes into the URL path
             raise PermanentError(f"not a Jira issue key: {key!r}")
         want = ISSUE_PARTS if parts is None else parts
         jira = self._client()
+        cloud = jira.deploymentType == "Cloud"
+        self._check_ours(key, draft.idempotency_key)
         fields: dict[str, Any] = {}
+        optional: dict[str, str] = {}
         if "title" in want:
             fields["summary"] = _summary(draft)
         if "body" in want:
-            fields["description"] = _description(draft, cloud=jira.deploymentType == "Cloud")
-        if "due_date" in want:
+            fields["description"] = _description(draft, cloud=cloud)
+        if "due_date" in want and "due_date" not in draft.omitted:
             fields["duedate"] = draft.due_date.isoformat() if draft.due_date else None  # null clears it
+            optional["duedate"] = "due_date"
         if "priority" in want and draft.priority:
             # An action priority the mappings do not map leaves Jira's alone: Jira has no "no priority" to set.
             fields["priority"] = {"name": draft.priority}
-        if "assignee" in want:
+            optional["priority"] = "priority"
+        if "assignee" in want and "assignee" not in draft.omitted:
             # An owner the mappings cannot map unassigns: the previous owner's name on the issue would be wrong.
-            fields["assignee"] = _assignee(draft.assignee, cloud=jira.deploymentType == "Cloud")
-        # Labels through the `update` verb's `add`, never `fields.labels`: that would replace the whole set and drop
-        # labels people added. Adding is a no-op for labels already there, and brings back a removed key label, which
-        # find_issue needs. Custom `extra_fields` are create-time defaults and are not re-sent (people may edit them).
-        body = {"fields": fields, "update": {"labels": [{"add": label} for label in _labels(draft)]}}
-        with _translated(f"update {key}"):
+            fields["assignee"] = _assignee(draft.assignee, cloud=cloud)
+            optional["assignee"] = "assignee"
+        body: dict[str, Any] = {"fields": fields}
+        if "labels" not in draft.omitted:
+            # Labels through the `update` verb's `add`, never `fields.labels`: that would replace the whole set and
+            # drop labels people added. Adding is a no-op for labels already there, and brings back a removed key
+            # label, which find_issue needs. Custom `extra_fields` are create-time defaults and are not re-sent.
+            body["update"] = {"labels": [{"add": label} for label in _labels(draft)]}
+            optional["labels"] = "labels"
+        with _translated(f"update {key}", optional=optional):
             # Straight through the client's session: `Issue.update()` would first GET the issue for nothing.
             jira._session.put(jira._get_url(f"issue/{key}"), data=json.dumps(body))
-        if "backlink" in want and draft.backlink_url:  # same globalId: Jira updates the one link in place
-            self.add_backlink(key, draft.idempotency_key, draft.backlink_url, draft.backlink_title)
+        if "backlink" in want:
+            self._link_back(key, draft, prune=True)
 
     def poll(self, target: Target, keys: list[str], cursor: str | None) -> PollResult:
         """One POST search/jql per 100 keys (+ one GET /field per client); `cursor` is unused and passed back.
@@ -168,20 +192,48 @@ class JiraTracker:
             missing=tuple(given[k] for k in missing),
         )
 
+    def audit(self, target: Target, issues: dict[str, str]) -> PollResult:
+        """Nothing to do: `poll` asks for every key and already reports the deleted and the moved ones."""
+        return PollResult(states={})
+
     def add_comment(self, key: str, text: Document) -> None:
         jira = self._client()
         body = to_jira_wiki(text, cloud=jira.deploymentType == "Cloud")[:DESCRIPTION_MAX]
         with _translated(f"comment on {key}"):
             jira.add_comment(key, body)  # v2: the body is a wiki-markup string
 
-    # -- extras ----------------------------------------------------------------------------------------------------
-    def add_backlink(self, key: str, idempotency_key: str, url: str, title: str | None = None) -> None:
-        """Upsert the remote link back to Aftermath; safe to repeat (same globalId → Jira updates, 200 not 201)."""
+    # -- backlinks ------------------------------------------------------------------------------------------------
+    def _link_back(self, key: str, draft: IssueDraft, *, prune: bool) -> None:
+        """One remote link per backlink, each upserted under its own globalId (re-posting it updates the link in
+        place: 200, not a second link); with `prune`, this action's links that no longer belong are removed."""
         jira = self._client()
-        destination = {"url": url, "title": title or url}
-        with _translated(f"link {key} back to Aftermath"):
-            jira.add_remote_link(
-                key, destination, globalId=global_id(idempotency_key), relationship="postmortem action"
+        wanted = {global_id(draft.idempotency_key, link.anchor): link for link in draft.backlinks}
+        for gid, link in wanted.items():
+            with _translated(f"link {key} back to Aftermath"):
+                jira.add_remote_link(
+                    key, {"url": link.url, "title": link.title}, globalId=gid, relationship="postmortem action"
+                )
+        if not prune:
+            return
+        base = global_id(draft.idempotency_key)
+        with _translated(f"read the links of {key}"):
+            existing = jira.remote_links(key)
+        for remote in existing:
+            gid = str(getattr(remote, "globalId", "") or "")
+            if (gid == base or gid.startswith(base + ":")) and gid not in wanted:
+                with _translated(f"remove a stale link from {key}"):
+                    remote.delete()
+
+    def _check_ours(self, key: str, idempotency_key: str) -> None:
+        """Refuse to edit an issue that does not carry this action's key: a key reused by another installation, or an
+        issue adopted by mistake, must never be rewritten with this action's text."""
+        jira = self._client()
+        with _translated(f"read {key}"):
+            fields = (jira.issue(key, fields="labels,description").raw or {}).get("fields") or {}
+        label, marker = sanitize_label(idempotency_key), MARKER_PREFIX + idempotency_key
+        if label not in (fields.get("labels") or []) and marker not in str(fields.get("description") or ""):
+            raise PermanentError(
+                f"Jira issue {key} does not carry this action's key {idempotency_key}: not changing it"
             )
 
     # -- internals -------------------------------------------------------------------------------------------------
@@ -207,8 +259,8 @@ class JiraTracker:
                     )
         return self._jira
 
-    def _ref(self, key: str) -> IssueRef:
-        return IssueRef(key=key, url=f"{self.url}/browse/{key}")
+    def _ref(self, key: str, issue_id: str | None = None) -> IssueRef:
+        return IssueRef(key=key, url=f"{self.url}/browse/{key}", tracker_id=issue_id)
 
     def _fields(self, project: str, issue_type: str, draft: IssueDraft, *, cloud: bool) -> dict[str, Any]:
         # Extras first so they cannot override what identifies and finds the issue (project, summary, marker label).
@@ -218,8 +270,9 @@ class JiraTracker:
             issuetype={"name": issue_type},  # by name and key: avoids the client's two lookup GETs
             summary=_summary(draft),
             description=_description(draft, cloud=cloud),
-            labels=_labels(draft),
         )
+        if "labels" not in draft.omitted:  # the screen refused them, the key label with them: found by its marker
+            fields["labels"] = _labels(draft)
         if draft.due_date:
             fields["duedate"] = draft.due_date.isoformat()
         if draft.priority:
@@ -322,6 +375,14 @@ def _labels(draft: IssueDraft) -> list[str]:
     return list(dict.fromkeys([*labels, sanitize_label(draft.idempotency_key)]))  # the key label: what find_issue finds
 
 
+def _optional_ids(draft: IssueDraft) -> dict[str, str]:
+    """Jira's field id of each optional part the create sends, to the part's name (see IssueDraft.optional)."""
+    ids = {"assignee": "assignee", "duedate": "due_date", "priority": "priority", "labels": "labels"}
+    return {jira_id: part for jira_id, part in ids.items() if part not in draft.omitted} | {
+        k: k for k in draft.extra_fields
+    }
+
+
 def _assignee(who: str | None, *, cloud: bool) -> dict[str, str | None]:
     # Cloud identifies users by accountId only (GDPR); Server/DC by user name. A null id unassigns (on edit).
     return {"accountId": who} if cloud else {"name": who}
@@ -385,18 +446,36 @@ def _error_text(resp: requests.Response | None, fallback: str) -> str:
     return "; ".join(parts) or fallback
 
 
+def _refused_fields(resp: requests.Response | None, optional: dict[str, str]) -> dict[str, str] | None:
+    """Part name -> Jira's message, when the 400 is only about optional fields we sent; else None (a general error
+    message, or a refused required field such as the summary or the issue type, cannot be fixed by dropping)."""
+    try:
+        body = resp.json() if resp is not None else None
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or body.get("errorMessages") or not isinstance(body.get("errors"), dict):
+        return None
+    errors = {str(k): str(v) for k, v in body["errors"].items()}
+    if not errors or any(field not in optional for field in errors):
+        return None
+    return {optional[field]: message for field, message in errors.items()}
+
+
 def _retry_after(resp: requests.Response | None) -> float | None:
     return retry_after_seconds(resp.headers.get("Retry-After")) if resp is not None else None
 
 
 @contextmanager
-def _translated(action: str, *, create: bool = False) -> Iterator[None]:
-    """Map client/transport failures to the Tracker errors; `create` marks the non-idempotent issue POST."""
+def _translated(action: str, *, create: bool = False, optional: dict[str, str] | None = None) -> Iterator[None]:
+    """Map client/transport failures to the Tracker errors; `create` marks the non-idempotent issue POST, `optional`
+    maps the Jira ids of the optional fields sent to their part names (a 400 refusing only those is FieldsRefused)."""
     try:
         yield
     except JIRAError as e:
         status, resp = e.status_code, e.response
         text = _error_text(resp, e.text or "no details")
+        if status == 400 and optional and (refused := _refused_fields(resp, optional)):
+            raise FieldsRefused(f"Jira refused to {action}: {text}", refused) from e
         if status in (401, 403):
             raise PermanentError(f"Jira refused the credentials or permission to {action} ({status}): {text}") from e
         if status == 429 or status == 408:

@@ -124,8 +124,13 @@ _WIKI_CITATION = re.compile(r"\?\?")
 _WIKI_LINE_START = re.compile(r"^(\s*)(#|(?:h[1-6]|bq)(?=\.))", re.MULTILINE)
 
 
+# A typed backslash cannot be escaped (`\\\\` is Jira's forced line break); before a character it would escape, a word
+# joiner keeps it a visible backslash.
+_WIKI_BACKSLASH = re.compile(r"\\(?=[\\*_+^~{}\[\]|!?#-]|$)")
+
+
 def wiki_text(text: str) -> str:
-    """Not the backslash itself: `\\\\` is Jira's forced line break, so a typed backslash is left as it is."""
+    text = _WIKI_BACKSLASH.sub("\\\\" + _WORD_JOINER, text)
     escaped = _WIKI_OPENER.sub(r"\\\1", _WIKI_ALWAYS.sub(r"\\\1", text))
     escaped = _WIKI_CITATION.sub(r"\\?\\?", escaped)
     return _WIKI_LINE_START.sub(lambda m: m[1] + ("\\#" if m[2] == "#" else m[2] + "\\"), escaped)

@@ -6,6 +6,7 @@ without loading a tracker client; `open_tracker` imports the one it needs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -49,6 +50,18 @@ TARGET = TypeAdapter[JiraTarget | GitHubTarget](Target)
 
 
 @dataclass(frozen=True)
+class WriteLimits:
+    """A tracker's limits on content-creating requests (issues, comments, edits) per token, over all the clients that
+    use the token: GitHub's secondary limits (docs.github.com, "Rate limits for the REST API")."""
+
+    per_minute: int
+    per_hour: int
+
+
+WRITE_LIMITS = {TrackerKind.GITHUB: WriteLimits(per_minute=80, per_hour=500)}
+
+
+@dataclass(frozen=True)
 class Connection:
     """How to reach one tracker: its API base URL and credentials (`user` only where the tracker wants one)."""
 
@@ -57,12 +70,13 @@ class Connection:
     user: str | None = None
 
 
-def open_tracker(kind: TrackerKind, connection: Connection) -> Tracker:
-    """The client for `kind`, connected lazily (constructing it sends nothing)."""
+def open_tracker(kind: TrackerKind, connection: Connection, write_gate: Callable[[], None] | None = None) -> Tracker:
+    """The client for `kind`, connected lazily (constructing it sends nothing); `write_gate` is called before each
+    content-creating request, where the tracker has WRITE_LIMITS."""
     if kind == TrackerKind.JIRA:
         from connectors.jira_tracker import JiraTracker
 
         return JiraTracker(url=connection.url, user=connection.user, token=connection.token)
     from connectors.github_tracker import GitHubTracker
 
-    return GitHubTracker(token=connection.token, api_url=connection.url)
+    return GitHubTracker(token=connection.token, api_url=connection.url, write_gate=write_gate)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -42,33 +42,89 @@ class PermanentError(TrackerError):
     """Retrying cannot fix this (unknown project or repo, refused field, bad credentials)."""
 
 
+class FieldsRefused(PermanentError):
+    """The tracker refused only optional parts of the issue and created or changed nothing: `fields` maps each refused
+    part (see IssueDraft.optional) to the tracker's message. Sending the issue again without them can succeed."""
+
+    def __init__(self, message: str, fields: dict[str, str]) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
 # The parts of a filed issue that `Tracker.update_issue` can rewrite. Naming them lets an update push only what changed
 # in Aftermath, so that it does not undo what people changed in the tracker meanwhile (a priority raised in Jira, a
 # co-assignee added on GitHub). A tracker without such a field (GitHub: due date, priority) shows it in the body.
 ISSUE_PARTS: frozenset[str] = frozenset({"title", "body", "assignee", "due_date", "priority", "backlink"})
 
 
+# An assignee is refused for who it is (that person cannot be assigned there); the other optional parts for what they
+# are (the field is not on the project's screen), whatever their value.
+REFUSED_PER_VALUE = frozenset({"assignee"})
+
+
+@dataclass(frozen=True)
+class Backlink:
+    """A link from the issue back to Aftermath; `anchor` names it among the issue's links (e.g. "finding-12")."""
+
+    anchor: str
+    url: str
+    title: str
+
+
 @dataclass(frozen=True)
 class IssueDraft:
     """Everything needed to file one action as one tracker issue."""
 
-    idempotency_key: str  # e.g. "aftermath-action-42"; stored with the issue so a retry can find it
+    idempotency_key: str  # e.g. "aftermath-3f2a9c1d-action-42"; stored with the issue so a retry can find it
     title: str
     body: Document  # written in each tracker's own markup by its connector
     labels: tuple[str, ...] = ()
     assignee: str | None = None  # Jira accountId (Cloud) or user name (Server); GitHub login
     due_date: date | None = None
     priority: str | None = None  # tracker-side priority name (Jira) — already mapped
-    backlink_url: str | None = None  # the finding's page; Jira adds it as a remote link
-    backlink_title: str | None = None
+    backlinks: tuple[Backlink, ...] = ()  # Jira adds one remote link each; the body carries them everywhere
     extra_fields: dict[str, Any] = field(default_factory=dict)  # Jira custom fields etc.
+    # Priority labels the mappings know (GitHub): on an edit, the one of them that is no longer the action's goes.
+    replaced_labels: tuple[str, ...] = ()
+    # Optional parts not to send at all (the target refuses them), as opposed to unset ones, which an edit clears.
+    omitted: frozenset[str] = frozenset()
+
+    def optional(self) -> dict[str, Any]:
+        """The parts a tracker may refuse without the issue losing its point, with their values (only those set):
+        the issue text repeats each of them, so dropping one loses nothing a person reads."""
+        parts: dict[str, Any] = {
+            "assignee": self.assignee,
+            "due_date": self.due_date.isoformat() if self.due_date else None,
+            "priority": self.priority,
+            "labels": list(self.labels) or None,
+            **self.extra_fields,
+        }
+        return {name: value for name, value in parts.items() if value is not None}
+
+    def without(self, parts: Set[str]) -> IssueDraft:
+        """This draft minus the named optional parts (unknown names are ignored)."""
+        if not parts:
+            return self
+        return replace(
+            self,
+            assignee=None if "assignee" in parts else self.assignee,
+            due_date=None if "due_date" in parts else self.due_date,
+            priority=None if "priority" in parts else self.priority,
+            labels=() if "labels" in parts else self.labels,
+            extra_fields={k: v for k, v in self.extra_fields.items() if k not in parts},
+            omitted=self.omitted | frozenset(parts),
+        )
 
 
 @dataclass(frozen=True)
 class IssueRef:
     key: str  # "OPS-12" or "owner/repo#12"
     url: str  # human URL of the issue
-    backlinked: bool = True  # False: filed, but the separate backlink (Jira's remote link) could not be added yet
+    backlinked: bool = True  # False: filed, but the separate backlinks (Jira's remote links) could not be added yet
+    tracker_id: str | None = None  # the tracker's own id of the issue (GitHub node id, Jira issue id)
+    # Optional parts the tracker accepted but did not keep (GitHub drops labels and assignees from a token without
+    # push access), each with why.
+    dropped: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -81,6 +137,7 @@ class IssueState:
     assignee: str | None = None
     due_date: date | None = None
     moved_to: str | None = None  # new key when the tracker redirected (Jira move, GitHub transfer)
+    tracker_id: str | None = None  # the tracker's own id of the issue, where the answer carries it
 
 
 @dataclass(frozen=True)
@@ -121,6 +178,10 @@ class Tracker(Protocol):
         Jira answers every key (batches of 100 through JQL); GitHub answers only the issues that changed
         since `cursor` (a conditional repository listing). Keys the tracker no longer knows go in `missing`.
         """
+
+    def audit(self, target: Target, issues: dict[str, str]) -> PollResult:
+        """Now and then, what `poll` cannot see: which of these issues (key -> the tracker's id of it) are gone or
+        have moved. A tracker whose poll already reports that answers an empty result without a request."""
 
     def add_comment(self, key: str, text: Document) -> None:
         """Comment on an issue (reminders, recurrence), in the tracker's own markup."""

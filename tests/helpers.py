@@ -10,6 +10,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from app.actions import Action
+from app.context import Context
 from app.worker import Worker
 
 # A byte-for-byte copy of the shared samples (signatures cover the exact bytes): the tests need nothing beside the repo.
@@ -89,6 +91,14 @@ def pd_event(
         }
     }
     return json.dumps(event).encode()
+
+
+def issue_key(context: Context, action_id: int) -> str:
+    """The key that marks the action's tracker issue (label, body marker)."""
+    with context.read() as session:
+        action = session.get(Action, action_id)
+        assert action is not None and action.idempotency_key is not None
+        return action.idempotency_key
 
 
 def make_postmortem(client: TestClient, incident_id: int) -> dict[str, Any]:

@@ -372,9 +372,10 @@ def test_update_patches_title_body_and_assignee_once_and_keeps_labels_and_state(
     fake.repos[REPO].assignable.add("bob")
     before = len(fake.requests)
     tracker.update_issue(TARGET, key, draft(title="PM-7:  new\ntitle", body=text("New body."), assignee="bob"))
-    [patch] = fake.requests[before:]  # lazy objects: no GET of the repository or the issue first
-    assert (patch.method, patch.path) == ("PATCH", "/repos/acme/ops/issues/1")
-    assert set(patch.body) == {"title", "body", "assignees"}  # never labels (would replace them) nor state
+    # One GET (is it still this action's issue, and its labels), one PATCH; never the repository.
+    [read, patch] = fake.requests[before:]
+    assert (read.method, read.path, patch.method, patch.path) == ("GET", "/repos/acme/ops/issues/1", "PATCH", read.path)
+    assert set(patch.body) == {"title", "body", "assignees"}  # labels unchanged are not sent (would replace them)
     issue = fake.issue(REPO, 1)
     assert (issue.title, issue.assignees) == ("PM-7: new title", ["bob"])
     assert issue.body == "New body.\n\n<!-- aftermath:key=aftermath-action-42 -->"
@@ -386,8 +387,10 @@ def test_update_patches_title_body_and_assignee_once_and_keeps_labels_and_state(
 def test_update_sends_only_the_parts_github_shows(fake: FakeGitHub, tracker: GitHubTracker) -> None:
     key = _filed(fake, tracker)
     before = len(fake.requests)
-    tracker.update_issue(TARGET, key, draft(), {"due_date", "priority", "backlink"})  # nothing GitHub has a field for
+    tracker.update_issue(TARGET, key, draft(), {"due_date", "backlink"})  # nothing GitHub has a field for
     assert len(fake.requests) == before
+    tracker.update_issue(TARGET, key, draft(), {"priority"})  # no priority label mapped: one GET, nothing to write
+    assert [r.method for r in fake.requests[before:]] == ["GET"]
     tracker.update_issue(TARGET, key, draft(assignee=None), {"assignee"})
     assert fake.requests[-1].body == {"assignees": []}  # an unmapped owner unassigns
     assert fake.issue(REPO, 1).assignees == [] and fake.issue(REPO, 1).title == "PM-7: add disk alert"

@@ -14,7 +14,7 @@ import pytest
 from connectors.jira_tracker import JiraTracker
 from connectors.markup import Document, paragraph
 from connectors.targets import GitHubTarget, JiraTarget
-from connectors.tracker import IssueDraft, OutcomeUnknown, PermanentError, RetryLater
+from connectors.tracker import Backlink, IssueDraft, OutcomeUnknown, PermanentError, RetryLater
 from tests.fakes.fake_jira import DEFAULT_ACCOUNT_ID, FakeJira
 
 TARGET = JiraTarget(project="OPS", issue_type="Task")
@@ -65,8 +65,7 @@ def test_create_sends_all_fields_label_and_remote_link_in_two_requests(fake: Fak
             assignee=DEFAULT_ACCOUNT_ID,
             due_date=date(2025, 2, 1),
             priority="High",
-            backlink_url="http://aftermath.example/postmortems/7#finding-3",
-            backlink_title="Finding 3",
+            backlinks=(Backlink("finding-3", "http://aftermath.example/postmortems/7#finding-3", "Finding 3"),),
             extra_fields={"customfield_10010": "SRE"},
         ),
     )
@@ -79,7 +78,7 @@ def test_create_sends_all_fields_label_and_remote_link_in_two_requests(fake: Fak
     assert f["assignee"]["accountId"] == DEFAULT_ACCOUNT_ID
     assert (f["duedate"], f["priority"]["name"], f["customfield_10010"]) == ("2025-02-01", "High", "SRE")
     [link] = issue.remote_links
-    assert link["globalId"] == "aftermath:aftermath-action-42"
+    assert link["globalId"] == "aftermath:aftermath-action-42:finding-3"
     assert link["object"] == {"url": "http://aftermath.example/postmortems/7#finding-3", "title": "Finding 3"}
     # serverInfo (client construction) + POST issue + applinks (once per client) + POST remotelink; no prefetch GET
     assert [(r.method, r.path) for r in fake.requests] == [
@@ -88,18 +87,26 @@ def test_create_sends_all_fields_label_and_remote_link_in_two_requests(fake: Fak
         ("GET", "/rest/applinks/latest/listApplicationlinks"),
         ("POST", "/rest/api/2/issue/OPS-1/remotelink"),
     ]
-    tracker.create_issue(TARGET, draft(7, backlink_url="http://aftermath.example/x"))
+    tracker.create_issue(TARGET, draft(7, backlinks=(Backlink("finding-1", "http://aftermath.example/x", "x"),)))
     assert fake.count("/listApplicationlinks") == 1 and fake.count("/serverInfo") == 1
 
 
-def test_backlink_is_an_upsert_and_its_failure_does_not_fail_the_create(fake: FakeJira, tracker: JiraTracker) -> None:
+def test_backlinks_are_upserts_and_their_failure_does_not_fail_the_create(fake: FakeJira, tracker: JiraTracker) -> None:
     fake.fail_next(1, status=500, path_contains="/remotelink")
-    ref = tracker.create_issue(TARGET, draft(backlink_url="http://a.example/1"))
-    assert fake.issues[ref.key].remote_links == []
-    tracker.add_backlink(ref.key, "aftermath-action-42", "http://a.example/1", "Finding")
-    tracker.add_backlink(ref.key, "aftermath-action-42", "http://a.example/2", "Finding")
-    [link] = fake.issues[ref.key].remote_links
-    assert link["object"]["url"] == "http://a.example/2"
+    ref = tracker.create_issue(TARGET, draft(backlinks=(Backlink("finding-1", "http://a.example/1", "Finding"),)))
+    assert fake.issues[ref.key].remote_links == [] and not ref.backlinked
+    two = (Backlink("finding-1", "http://a.example/1b", "One"), Backlink("finding-2", "http://a.example/2", "Two"))
+    tracker.update_issue(TARGET, ref.key, draft(backlinks=two), {"backlink"})
+    tracker.update_issue(TARGET, ref.key, draft(backlinks=two), {"backlink"})  # again: still one link per finding
+    links = fake.issues[ref.key].remote_links
+    assert sorted(lk["object"]["url"] for lk in links) == ["http://a.example/1b", "http://a.example/2"]
+    # A finding no longer answered loses its link; a link of someone else's stays.
+    fake.issues[ref.key].remote_links.append({"id": 99, "globalId": "someone-else", "object": {"url": "http://x"}})
+    tracker.update_issue(TARGET, ref.key, draft(backlinks=two[1:]), {"backlink"})
+    assert sorted(lk["globalId"] for lk in fake.issues[ref.key].remote_links) == [
+        "aftermath:aftermath-action-42:finding-2",
+        "someone-else",
+    ]
 
 
 def test_unknown_custom_field_is_permanent_with_jiras_words(fake: FakeJira, tracker: JiraTracker) -> None:
@@ -256,7 +263,9 @@ def test_add_comment_sends_plain_text_on_v2(fake: FakeJira, tracker: JiraTracker
 
 def test_server_dc_with_bearer_pat(server_dc: FakeJira) -> None:
     tracker = JiraTracker(server_dc.url, None, "dc-pat", timeout=5)
-    ref = tracker.create_issue(TARGET, draft(assignee="alice", backlink_url="http://a.example/1"))
+    ref = tracker.create_issue(
+        TARGET, draft(assignee="alice", backlinks=(Backlink("finding-1", "http://a.example/1", "F"),))
+    )
     assert server_dc.issues[ref.key].fields["assignee"]["name"] == "alice"  # Server takes {"name"}, not accountId
     assert tracker.find_issue(TARGET, "aftermath-action-42") == ref
     gone = server_dc.add_issue()
@@ -280,7 +289,12 @@ def test_removed_search_answers_410_on_cloud(fake: FakeJira) -> None:
 def _filed(fake: FakeJira, tracker: JiraTracker) -> str:
     """An issue filed by the tracker, then touched by people in Jira: a label of their own and a status change."""
     ref = tracker.create_issue(
-        TARGET, draft(labels=("postmortem",), priority="Medium", backlink_url="http://a.example/pm/7#finding-1")
+        TARGET,
+        draft(
+            labels=("postmortem",),
+            priority="Medium",
+            backlinks=(Backlink("finding-1", "http://a.example/pm/7#finding-1", "F1"),),
+        ),
     )
     fake.issues[ref.key].fields["labels"].append("customer-facing")
     fake.set_status(ref.key, "In Progress", "indeterminate")
@@ -302,16 +316,19 @@ def test_update_rewrites_the_issue_in_one_put_and_keeps_labels_link_and_status(
             assignee=DEFAULT_ACCOUNT_ID,
             due_date=date(2031, 3, 1),
             priority="High",
-            backlink_url="http://a.example/pm/7#finding-2",
+            backlinks=(Backlink("finding-2", "http://a.example/pm/7#finding-2", "F2"),),
             extra_fields={"customfield_10010": "SRE"},
         ),
     )
-    # PUT (no GET before it) + the backlink upsert, because the backlink is among the parts (all of them here)
+    # A GET (still this action's issue?), the PUT, and the backlinks: upsert the new one, list, remove the stale one
     assert [(r.method, r.path) for r in fake.requests[before:]] == [
+        ("GET", f"/rest/api/2/issue/{key}"),
         ("PUT", f"/rest/api/2/issue/{key}"),
         ("POST", f"/rest/api/2/issue/{key}/remotelink"),
+        ("GET", f"/rest/api/2/issue/{key}/remotelink"),
+        ("DELETE", f"/rest/api/2/issue/{key}/remotelink/{fake.issues[key].remote_links[0]['id'] - 1}"),
     ]
-    put = fake.requests[before].body
+    put = fake.requests[before + 1].body
     assert "labels" not in put["fields"] and "customfield_10010" not in put["fields"]  # set-less; extras not re-sent
     assert put["update"] == {"labels": [{"add": "postmortem"}, {"add": "pm-pm-7"}, {"add": "aftermath-action-42"}]}
     f = fake.issues[key].fields
@@ -324,7 +341,7 @@ def test_update_rewrites_the_issue_in_one_put_and_keeps_labels_link_and_status(
         DEFAULT_ACCOUNT_ID,
     )
     assert f["status"]["name"] == "In Progress"
-    [link] = fake.issues[key].remote_links  # upserted in place by its globalId, not a second link
+    [link] = fake.issues[key].remote_links  # the finding answered now; the old one's link is gone
     assert link["object"]["url"] == "http://a.example/pm/7#finding-2"
 
 
@@ -333,8 +350,11 @@ def test_update_of_some_parts_sends_only_those(fake: FakeJira, tracker: JiraTrac
     fake.issues[key].fields["priority"]["name"] = "Highest"  # raised by someone in Jira meanwhile
     before = len(fake.requests)
     tracker.update_issue(TARGET, key, draft(title="Renamed", priority="Low", due_date=date(2031, 1, 1)), {"title"})
-    assert [(r.method, r.path) for r in fake.requests[before:]] == [("PUT", f"/rest/api/2/issue/{key}")]
-    assert set(fake.requests[before].body["fields"]) == {"summary"}
+    assert [(r.method, r.path) for r in fake.requests[before:]] == [
+        ("GET", f"/rest/api/2/issue/{key}"),  # still this action's issue?
+        ("PUT", f"/rest/api/2/issue/{key}"),
+    ]
+    assert set(fake.requests[before + 1].body["fields"]) == {"summary"}
     f = fake.issues[key].fields
     assert (f["summary"], f["priority"]["name"], f["duedate"]) == ("Renamed", "Highest", None)
     assert f["description"].startswith("b\n\n----")  # the body was not among the parts
@@ -369,7 +389,7 @@ def test_update_refusals_are_permanent_with_jiras_words_and_change_nothing(
 def test_update_failures_are_plain_retry_later(fake: FakeJira, tracker: JiraTracker) -> None:
     key = _filed(fake, tracker)
     for status, retry_after in ((503, None), (429, 7)):
-        fake.fail_next(1, status=status, retry_after=retry_after, path_contains=f"/issue/{key}")
+        fake.fail_next(1, status=status, retry_after=retry_after, path_contains=f"/issue/{key}", method="PUT")
         with pytest.raises(RetryLater) as caught:
             tracker.update_issue(TARGET, key, draft(title="New"), {"title"})
         # a PUT is idempotent: no "it may have happened" look-up is needed before the retry

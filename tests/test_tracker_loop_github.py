@@ -12,7 +12,7 @@ from app import tracking
 from app.context import Context
 from app.worker import Worker
 from tests.fakes.fake_github import FakeGitHub
-from tests.helpers import READ
+from tests.helpers import READ, issue_key
 from tests.tracker_fixtures import api, fake_github, fake_jira, gh_wired, new_action, tracker_mappings, wired
 
 __all__ = ["api", "fake_github", "fake_jira", "gh_wired", "tracker_mappings", "wired"]
@@ -30,7 +30,7 @@ def test_filed_once_with_marker_labels_assignee(api: TestClient, gh_wired: Conte
     assert filed["tracker_key"] == "acme/payments#1" and filed["status"] == "open", filed
     issue = fake_github.issue("acme/payments", 1)
     assert issue.title.startswith("[PM-") and issue.title.endswith("Rotate logs")
-    assert f"<!-- aftermath:key=aftermath-action-{action['id']} -->" in issue.body
+    assert f"<!-- aftermath:key={issue_key(gh_wired, action['id'])} -->" in issue.body
     assert f"http://aftermath.test/postmortems/{action['postmortem_id']}#finding-" in issue.body
     assert issue.assignees == ["alice"] and "priority/high" in issue.labels and "postmortem" in issue.labels
     Worker(gh_wired).run_once()

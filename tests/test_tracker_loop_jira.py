@@ -12,7 +12,7 @@ from app.context import Context
 from app.mappings import load_mappings
 from app.worker import Worker
 from tests.fakes.fake_jira import DEFAULT_ACCOUNT_ID, FakeJira
-from tests.helpers import READ, WRITE
+from tests.helpers import READ, WRITE, issue_key
 from tests.tracker_fixtures import api, fake_jira, new_action, tracker_mappings, wired
 
 __all__ = ["api", "fake_jira", "tracker_mappings", "wired"]
@@ -37,7 +37,7 @@ def test_action_is_filed_once_with_content_and_backlink(api: TestClient, wired: 
     assert fields["summary"].startswith("[PM-") and fields["summary"].endswith("] Rotate logs")
     assert fields["duedate"] == "2030-01-31" and fields["priority"]["name"] == "Medium"
     assert fields["assignee"]["accountId"] == DEFAULT_ACCOUNT_ID
-    assert f"aftermath-action-{action['id']}" in fields["labels"] and "postmortem" in fields["labels"]
+    assert issue_key(wired, action["id"]) in fields["labels"] and "postmortem" in fields["labels"]
     assert all(" " not in label for label in fields["labels"])
     description = fields["description"]
     finding_url = f"http://aftermath.test/postmortems/{action['postmortem_id']}#finding-{action['finding_ids'][0]}"
@@ -130,6 +130,10 @@ def test_rate_limit_is_retried_after_the_time_jira_asks(api: TestClient, wired: 
     assert api.get("/api/v1/actions", params={"status": "unfiled"}, headers=WRITE).json()["items"]
 
 
+def _creates(fake: FakeJira) -> int:
+    return sum(1 for r in fake.requests if (r.method, r.path) == ("POST", "/rest/api/2/issue"))
+
+
 def _make_job_due(context: Context) -> None:
     from sqlalchemy import update
 
@@ -140,25 +144,28 @@ def _make_job_due(context: Context) -> None:
         session.execute(update(Job).values(run_after=utcnow()).where(Job.status == "pending"))  # type: ignore[arg-type]
 
 
-def test_mapping_with_a_field_jira_refuses_is_reported_not_retried(
+def test_a_mapped_field_jira_refuses_is_dropped_once_per_project(
     api: TestClient, wired: Context, fake_jira: FakeJira, tracker_mappings: Path
 ) -> None:
     trackers = yaml.safe_load((tracker_mappings / "trackers.yaml").read_text())
-    trackers["jira_fields"] = {"customfield_10099": "nope"}
+    trackers["jira_fields"] = {"customfield_10099": "nope", "customfield_10010": "SRE"}  # only 10010 is on the screen
     (tracker_mappings / "trackers.yaml").write_text(yaml.safe_dump(trackers))
     wired.mappings = load_mappings(tracker_mappings)
     action = new_action(api)
     Worker(wired).run_once()
-    failed = _action(api, action["id"])
-    assert failed["status"] == "unfiled" and "customfield_10099" in failed["last_error"]
-    assert fake_jira.issues == {}
-    with_custom = dict(trackers, jira_fields={"customfield_10010": "SRE"})  # a field on the create screen
-    (tracker_mappings / "trackers.yaml").write_text(yaml.safe_dump(with_custom))
-    wired.mappings = load_mappings(tracker_mappings)
+    filed = _action(api, action["id"])
+    assert filed["status"] == "open" and filed["last_error"] is None
+    assert fake_jira.issues["OPS-1"].fields["customfield_10010"] == "SRE"
+    [warning] = filed["warnings"]
+    assert warning["field"] == "customfield_10099" and warning["value"] == "nope"
+    assert "not on the appropriate screen" in warning["message"]
+    assert [e["kind"] for e in filed["ledger"]] == ["filed", "field_dropped"]
+    # The next action to the project leaves the field out from the start: one create, no refusal paid again.
+    creates_before = _creates(fake_jira)
     second = new_action(api, incident_key="QT2")
     Worker(wired).run_once()
-    assert _action(api, second["id"])["tracker_key"] == "OPS-1"
-    assert fake_jira.issues["OPS-1"].fields["customfield_10010"] == "SRE"
+    assert _creates(fake_jira) - creates_before == 1
+    assert [w["field"] for w in _action(api, second["id"])["warnings"]] == ["customfield_10099"]
 
 
 def test_crash_between_the_answer_and_the_commit_does_not_duplicate(

@@ -16,7 +16,7 @@ from app.jobs import Job
 from app.worker import Worker
 from tests.fakes.fake_github import FakeGitHub
 from tests.fakes.fake_jira import DEFAULT_ACCOUNT_ID, FakeJira
-from tests.helpers import READ, WRITE
+from tests.helpers import READ, WRITE, issue_key
 from tests.test_tracker_loop_jira import _make_job_due
 from tests.tracker_fixtures import api, fake_github, fake_jira, gh_wired, new_action, tracker_mappings, wired
 
@@ -70,8 +70,9 @@ def test_title_and_due_date_edits_reach_the_jira_issue(api: TestClient, wired: C
     f = issue.fields
     assert f["summary"] == f"[{_pm_key(api, action)}] Rotate and compress logs"
     assert f["duedate"] == "2030-03-15" and "*Due:* 2030-03-15" in f["description"]
-    assert f["description"].endswith(f"Aftermath idempotency key: aftermath-action-{action['id']}")
-    assert f"aftermath-action-{action['id']}" in f["labels"] and "customer-facing" in f["labels"]
+    marker = issue_key(wired, action["id"])
+    assert f["description"].endswith(f"Aftermath idempotency key: {marker}")
+    assert marker in f["labels"] and "customer-facing" in f["labels"]
     assert f["status"]["name"] == "In Progress"  # an update never touches the status
     assert len(issue.remote_links) == 1 and fake_jira.count("/remotelink", "POST") == link_posts  # findings unchanged
     assert fake_jira.count(f"/rest/api/2/issue/{key}", "PUT") == 1
@@ -134,12 +135,12 @@ def test_title_edit_reaches_the_github_issue(api: TestClient, gh_wired: Context,
     Worker(gh_wired).run_once()
     assert fake_github.count("PATCH") == 1
     assert issue.title == f"[{_pm_key(api, action)}] Rotate logs hourly"
-    assert f"<!-- aftermath:key=aftermath-action-{action['id']} -->" in (issue.body or "")
+    assert f"<!-- aftermath:key={issue_key(gh_wired, action['id'])} -->" in (issue.body or "")
     assert issue.labels == labels and issue.assignees == ["alice"] and issue.state == "closed"
     assert _action(api, action["id"])["last_error"] is None
 
 
-def test_a_refused_update_is_reported_once_then_cleared_by_a_full_update(
+def test_an_owner_jira_cannot_assign_is_dropped_from_the_update_and_taken_again_later(
     api: TestClient, wired: Context, fake_jira: FakeJira
 ) -> None:
     action = _filed(api, wired, owner="carol@example.com")  # no tracker identity: filed unassigned
@@ -147,31 +148,34 @@ def test_a_refused_update_is_reported_once_then_cleared_by_a_full_update(
     assert fake_jira.issues[key].fields["assignee"] is None
     fake_jira.projects["OPS"].assignable.clear()  # alice can no longer be assigned issues in OPS
 
+    _patch(api, action["id"], owner="alice@example.com", title="Rotate logs daily")
+    Worker(wired).run_once()
+    updated = _action(api, action["id"])
+    f = fake_jira.issues[key].fields
+    assert f["summary"].endswith("] Rotate logs daily") and f["assignee"] is None  # the rest of the edit went in
+    assert "alice@example.com" in f["description"]  # the owner stays in the text
+    assert updated["last_error"] is None and updated["status"] == "open"
+    [warning] = updated["warnings"]
+    assert (warning["field"], warning["value"]) == ("assignee", DEFAULT_ACCOUNT_ID)
+    assert "cannot be assigned issues" in warning["message"]
+    assert [e["kind"] for e in updated["ledger"]][-2:] == ["owner_changed", "field_dropped"]
+    assert [j.status for j in _update_jobs(wired, action["id"])] == ["done"]
+
+    # Once Jira accepts alice again and the mappings are reloaded (which forgets refusals), the next edit assigns her
+    # and the warning goes.
+    fake_jira.projects["OPS"].assignable.add(DEFAULT_ACCOUNT_ID)
+    wired.forget_refused()
+    _patch(api, action["id"], owner="bob@example.com")
     _patch(api, action["id"], owner="alice@example.com")
     Worker(wired).run_once()
-    failed = _action(api, action["id"])
-    assert "cannot be assigned issues" in failed["last_error"] and failed["status"] == "open"
-    [job] = _update_jobs(wired, action["id"])
-    assert job.status == "failed" and job.attempts == 1
-    puts = fake_jira.count(f"/rest/api/2/issue/{key}", "PUT")
-    _make_job_due(wired)
-    Worker(wired).run_once()
-    assert fake_jira.count(f"/rest/api/2/issue/{key}", "PUT") == puts == 1  # no retry storm
-
-    # Once Jira accepts alice again, the next edit pushes the whole action (the owner too) and clears the error.
-    fake_jira.projects["OPS"].assignable.add(DEFAULT_ACCOUNT_ID)
-    _patch(api, action["id"], title="Rotate logs hourly")
-    assert _update_jobs(wired, action["id"])[-1].payload == {"fields": []}
-    Worker(wired).run_once()
-    f = fake_jira.issues[key].fields
-    assert f["assignee"]["accountId"] == DEFAULT_ACCOUNT_ID and f["summary"].endswith("] Rotate logs hourly")
-    assert _action(api, action["id"])["last_error"] is None
+    assert fake_jira.issues[key].fields["assignee"]["accountId"] == DEFAULT_ACCOUNT_ID
+    assert _action(api, action["id"])["warnings"] == []
 
 
 def test_a_transient_failure_is_retried_with_backoff(api: TestClient, wired: Context, fake_jira: FakeJira) -> None:
     action = _filed(api, wired)
     key = action["tracker_key"]
-    fake_jira.fail_next(1, status=503, path_contains=f"/rest/api/2/issue/{key}")
+    fake_jira.fail_next(1, status=503, path_contains=f"/rest/api/2/issue/{key}", method="PUT")
     _patch(api, action["id"], due_date="2030-04-01")
     Worker(wired).run_once()
     [job] = _update_jobs(wired, action["id"])

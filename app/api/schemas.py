@@ -155,6 +155,14 @@ class LedgerOut(BaseModel):
     hash: str
 
 
+class WarningOut(BaseModel):
+    """An optional field the tracker did not take: the issue was filed (or updated) without it."""
+
+    field: str = Field(description="assignee, due_date, priority, labels, or a field id of the tracker")
+    value: Any = Field(description="the value Aftermath would have set")
+    message: str = Field(description="the tracker's words")
+
+
 class ActionOut(BaseModel):
     id: int
     postmortem_id: int
@@ -173,6 +181,7 @@ class ActionOut(BaseModel):
     tracker_status: str | None
     tracker_state: TrackerState
     last_error: str | None
+    warnings: list[WarningOut]
     filed_at: datetime | None
     closed_at: datetime | None
     overdue: bool

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import jql
+from . import jql, wiki
 
 DEFAULT_ACCOUNT_ID = "5b10ac8d82e05b22cc7d4ef5"
 CATEGORIES = {  # built-in statusCategory keys (TRACKERS.md §1.2), not the spec example's made-up ones
@@ -30,6 +30,7 @@ CATEGORIES = {  # built-in statusCategory keys (TRACKERS.md §1.2), not the spec
 }
 STATUS_IDS = {"To Do": "10000", "In Progress": "10001", "Done": "10002"}
 WRITABLE = {"project", "issuetype", "summary", "description", "labels", "priority", "duedate", "assignee"}
+REQUIRED = {"project", "issuetype", "summary"}  # on every screen
 SYSTEM_FIELDS = (*sorted(WRITABLE), "status", "resolution", "created", "updated")
 REMOVED_SEARCH = (
     "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API. A full migration "
@@ -64,8 +65,10 @@ class Project:
     key: str
     id: str
     issue_types: dict[str, str]  # name -> id
-    priorities: list[str]
+    priorities: list[str]  # the project's priority scheme
     assignable: set[str]  # accountIds (Cloud) or user names (Server)
+    screen: set[str] | None = None  # the fields its create and edit screens show; None: every writable field
+    can_create: bool = True  # whether the bot has the Create Issues permission here
 
 
 @dataclass
@@ -87,6 +90,7 @@ class _Fault:
     after_effect: bool = False
     delay: float = 0.0
     retry_after_as_date: bool = False
+    method: str | None = None
 
 
 class FakeJira:
@@ -143,11 +147,19 @@ class FakeJira:
         issue_types: tuple[str, ...] = ("Task", "Bug"),
         priorities: tuple[str, ...] = ("Highest", "High", "Medium", "Low", "Lowest"),
         assignable: tuple[str, ...] = (),
+        screen: set[str] | None = None,
+        can_create: bool = True,
     ) -> Project:
+        """A project; `screen` (field ids) narrows what its screens take: Jira refuses any other field by name."""
         pid = str(10000 + len(self.projects))
         types = {name: str(10001 + i) for i, name in enumerate(issue_types)}
-        self.projects[key] = Project(key, pid, types, list(priorities), set(assignable))
+        self.projects[key] = Project(key, pid, types, list(priorities), set(assignable), screen, can_create)
         return self.projects[key]
+
+    def rendered(self, key: str) -> tuple[str, list[str]]:
+        """The issue's description and comments as Jira shows them (wiki markup rendered to HTML)."""
+        issue = self._issue(key)
+        return wiki.render(issue.fields.get("description") or ""), [wiki.render(c["body"]) for c in issue.comments]
 
     def fail_next(
         self,
@@ -157,11 +169,12 @@ class FakeJira:
         path_contains: str | None = None,
         after_effect: bool = False,
         retry_after_as_date: bool = False,
+        method: str | None = None,
     ) -> None:
         """Answer the next `n` matching requests with `status`; `after_effect` does the work first (answer lost).
         `retry_after_as_date` sends Retry-After as the HTTP-date that many seconds from now, the header's other form."""
         self._faults.append(
-            _Fault(n, status, retry_after, path_contains, after_effect, retry_after_as_date=retry_after_as_date)
+            _Fault(n, status, retry_after, path_contains, after_effect, 0.0, retry_after_as_date, method)
         )
 
     def delay_next(self, seconds: float, path_contains: str | None = None) -> None:
@@ -205,7 +218,14 @@ class FakeJira:
     def handle(self, method: str, path: str, query: dict[str, list[str]], body: Any, auth: str | None) -> Any:
         with self._lock:
             self.requests.append(LoggedRequest(method, path, query, body))
-            fault = next((f for f in self._faults if f.path_contains is None or f.path_contains in path), None)
+            fault = next(
+                (
+                    f
+                    for f in self._faults
+                    if (f.path_contains is None or f.path_contains in path) and f.method in (None, method)
+                ),
+                None,
+            )
             if fault:
                 fault.remaining -= 1
                 if fault.remaining <= 0:
@@ -332,11 +352,13 @@ class FakeJira:
         errors: dict[str, str] = {}
         if not isinstance(fields, dict):
             raise ApiError(400, ["Can not deserialize instance of fields"])
-        self._check_names(fields, WRITABLE, errors)
         pref = _obj(fields.get("project"))
         project = next((p for p in self.projects.values() if pref.get("key") == p.key or pref.get("id") == p.id), None)
         if project is None:
             raise ApiError(400, [], {"project": "Specify a valid project ID or key"})
+        if not project.can_create:
+            raise ApiError(400, [], {"project": "You do not have permission to create issues in this project."})
+        self._check_names(project, fields, WRITABLE, errors)
         values = self._check_values(project, fields, errors, creating=True)
         if errors:
             raise ApiError(400, [], errors)
@@ -365,7 +387,8 @@ class FakeJira:
         fields, ops = dict(body.get("fields") or {}), dict(body.get("update") or {})
         for name in sorted(set(fields) & set(ops)):
             errors[name] = f"Field '{name}' cannot be set in both 'fields' and 'update'."
-        self._check_names({**fields, **ops}, WRITABLE - {"project"}, errors)
+        project = next(p for p in self.projects.values() if p.key == issue.fields["project"]["key"])
+        self._check_names(project, {**fields, **ops}, WRITABLE - {"project"}, errors)
         for name, steps in ops.items():
             labels = list(issue.fields.get("labels") or [])
             for step in steps if isinstance(steps, list) else [steps]:
@@ -381,7 +404,6 @@ class FakeJira:
                     errors[name] = f"Field '{name}' does not support operation '{verb}'."
             if name == "labels":
                 fields["labels"] = labels
-        project = next(p for p in self.projects.values() if p.key == issue.fields["project"]["key"])
         values = self._check_values(project, fields, errors, creating=False)
         if errors:
             raise ApiError(400, [], errors)
@@ -389,9 +411,12 @@ class FakeJira:
         issue.fields.update(values)
         issue.fields["updated"] = jira_time()
 
-    def _check_names(self, fields: dict[str, Any], allowed: set[str], errors: dict[str, str]) -> None:
+    def _check_names(self, project: Project, fields: dict[str, Any], allowed: set[str], errors: dict[str, str]) -> None:
+        on_screen = allowed | set(self.custom_fields)
+        if project.screen is not None:
+            on_screen &= project.screen | REQUIRED
         for name in fields:
-            if name not in allowed and name not in self.custom_fields:
+            if name not in on_screen:
                 errors[name] = f"Field '{name}' cannot be set. It is not on the appropriate screen, or unknown."
 
     def _check_values(
@@ -511,6 +536,23 @@ class FakeJira:
         issue.fields["updated"] = jira_time()
         return (200 if old else 201), {"id": link_id, "self": link["self"]}
 
+    def h_links(self, q: dict[str, list[str]], body: Any, key: str) -> tuple[int, Any]:
+        links = self._issue(key).remote_links
+        if q.get("globalId"):
+            link = next((lk for lk in links if lk.get("globalId") == q["globalId"][0]), None)
+            if link is None:
+                raise ApiError(404, ["No remote link with that globalId."])
+            return 200, link
+        return 200, links
+
+    def h_delete_link(self, q: Any, body: Any, key: str, link_id: str) -> tuple[int, Any]:
+        issue = self._issue(key)
+        kept = [lk for lk in issue.remote_links if str(lk["id"]) != link_id]
+        if len(kept) == len(issue.remote_links):
+            raise ApiError(404, ["The remote issue link does not exist."])
+        issue.remote_links, issue.fields["updated"] = kept, jira_time()
+        return 204, None
+
     def h_comment(self, q: Any, body: Any, key: str) -> tuple[int, Any]:
         issue, text = self._issue(key), _obj(body).get("body")
         if not (isinstance(text, str) and text.strip()):
@@ -563,7 +605,9 @@ _ROUTES: list[tuple[str, str, Any]] = [
     ("POST", r"issue", FakeJira.h_create),
     ("GET", r"issue/([^/]+)", FakeJira.h_get_issue),
     ("PUT", r"issue/([^/]+)", FakeJira.h_edit),
+    ("GET", r"issue/([^/]+)/remotelink", FakeJira.h_links),
     ("POST", r"issue/([^/]+)/remotelink", FakeJira.h_add_link),
+    ("DELETE", r"issue/([^/]+)/remotelink/(\d+)", FakeJira.h_delete_link),
     ("POST", r"issue/([^/]+)/comment", FakeJira.h_comment),
     ("POST", r"search/jql", FakeJira.h_search_jql),
     ("POST", r"search", FakeJira.h_search_old),

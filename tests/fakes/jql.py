@@ -1,8 +1,10 @@
 """The JQL the fake Jira understands: what JiraTracker sends, validated and answered the way Jira does.
 
-That is `key in (OPS-1,OPS-2)` (poll) and `project = "OPS" AND labels = "aftermath-action-42"` (find_issue): clauses
-joined by AND, each `=` one value or `in` a list. Anything else is refused with Jira's 400, so a connector that starts
-sending other JQL learns it from its tests instead of from a fake that quietly matches nothing.
+That is `key in (OPS-1,OPS-2)` (poll), `project = "OPS" AND labels = "aftermath-action-42"` and
+`project = "OPS" AND description ~ "\\"aftermath-action-42\\""` (find_issue): clauses joined by AND, each `=` one
+value, `in` a list, or `~` a text search (Jira's: by words, a quoted phrase matching its words in order). Anything
+else is refused with Jira's 400, so a connector that starts sending other JQL learns it from its tests instead of from
+a fake that quietly matches nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-FIELDS = {"key", "project", "labels"}
+FIELDS = {"key", "project", "labels", "description"}
+TEXT_FIELDS = {"description"}  # searched with `~` only, as Jira's text fields are
 KEY_RE = re.compile(r"^[A-Z][A-Z0-9_]*-\d+$", re.I)
 
 
@@ -23,7 +26,8 @@ class JqlError(ValueError):
 @dataclass(frozen=True)
 class Clause:
     field: str  # lower-cased field name
-    values: tuple[str, ...]  # unquoted literals: one for `=`, the list for `in`
+    values: tuple[str, ...]  # unquoted literals: one for `=` and `~`, the list for `in`
+    op: str = "="
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class Query:
     clauses: tuple[Clause, ...]  # all must hold; none = unbounded (Jira's search/jql rejects that)
 
 
-_TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<punct>[(),=])|(?P<word>[A-Za-z0-9_.\-]+))')
+_TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<punct>[(),=~])|(?P<word>[A-Za-z0-9_.\-]+))')
 
 
 def _tokenize(text: str) -> list[tuple[str, str]]:
@@ -69,9 +73,9 @@ def parse(text: str) -> Query:
         if clauses:
             take("word", "and")
         field = take("word").lower()
-        if i < len(tokens) and tokens[i] == ("punct", "="):
-            take("punct", "=")
-            clauses.append(Clause(field, (literal(),)))
+        if i < len(tokens) and tokens[i] in (("punct", "="), ("punct", "~")):
+            op = take("punct")
+            clauses.append(Clause(field, (literal(),), op))
             continue
         take("word", "in")
         take("punct", "(")
@@ -99,6 +103,8 @@ def problems(query: Query, resolve: Callable[[str], str | None], projects: set[s
     for c in query.clauses:
         if c.field not in FIELDS:
             out.append(f"Field '{c.field}' does not exist or you do not have permission to view it.")
+        elif (c.op == "~") != (c.field in TEXT_FIELDS):
+            out.append(f"The operator '{c.op}' is not supported by the '{c.field}' field.")
         elif c.field == "key":
             for val in c.values:
                 if not KEY_RE.match(val):
@@ -122,9 +128,16 @@ def select(query: Query, issues: Iterable[IssueT], resolve: Callable[[str], str 
     return sorted(hits, key=lambda i: int(i.id))
 
 
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
 def _holds(issue: IssueLike, c: Clause, keys: set[str] | None) -> bool:
     if keys is not None:
         return issue.key in keys
+    if c.op == "~":  # the phrase's words, in order, somewhere in the field's words
+        wanted, have = _words(c.values[0]), _words(str(issue.fields.get(c.field) or ""))
+        return bool(wanted) and any(have[n : n + len(wanted)] == wanted for n in range(len(have)))
     if c.field == "labels":  # labels match exactly (case-sensitive), unlike most text-ish fields
         return any(v in (issue.fields.get("labels") or []) for v in c.values)
     project = issue.fields["project"]

@@ -122,7 +122,7 @@ def test_500_actions_with_10_percent_faults_make_exactly_500_issues_with_backlin
         for made in created:
             action = actions[made["id"]]
             assert action.status == "open" and action.last_error is None, (action.id, action.last_error)
-            assert by_key[f"aftermath-action-{action.id}"] == action.tracker_key
+            assert by_key[str(action.idempotency_key)] == action.tracker_key
 
         # Every issue links back to the finding it answers (Jira: in the description and as a remote link).
         finding_url = f"http://aftermath.test/postmortems/{postmortem['id']}#finding-{finding['id']}"

@@ -68,7 +68,7 @@ def test_github_lost_answer_then_250_other_issues_still_one_issue(
     for n in range(250):  # a busy repository, during the backoff (which grows to an hour)
         github.add_issue(GITHUB_REPO, title=f"someone else's issue {n}")
     _retry_now(service, worker)
-    assert len([i for i in github.issues(GITHUB_REPO) if "aftermath-action-1" in (i.body or "")]) == 1
+    assert len([i for i in github.issues(GITHUB_REPO) if "-action-1 -->" in (i.body or "")]) == 1
 
 
 def test_jira_lost_answer_with_a_lagging_search_index_still_one_issue(

@@ -134,7 +134,7 @@ def test_no_secret_in_logs_or_answers_in_process(
     # httpx is the test's own client here (the service does not use it): its request lines are not the service's.
     ours = [r for r in caplog.records if not r.name.startswith("httpx")]
     records = "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in ours)
-    assert {"urllib3.connectionpool", "app.filing"} <= {r.name for r in ours}  # ours and the libraries
+    assert {"urllib3.connectionpool", "app.jobs"} <= {r.name for r in ours}  # ours and the libraries
     assert not leaked(ALL, records), "secret in a log record"
     assert not leaked(ALL, *answers), "secret in an API answer"  # … without the credentials
 
@@ -183,7 +183,7 @@ def test_no_secret_in_what_the_server_prints(database_url: str, tmp_path: Path) 
             ).json()
             action = {"title": "a", "finding_ids": [finding["id"]], "tracker": JIRA_TARGET}
             client.post(f"/api/v1/postmortems/{postmortem['id']}/actions", json=action, headers=WRITE)
-            assert wait_until(lambda: "filing action" in server.output(), timeout=15), server.output()[-3000:]
+            assert wait_until(lambda: "(file_action, action" in server.output(), timeout=15), server.output()[-3000:]
     finally:
         server.stop()
     output = server.output()

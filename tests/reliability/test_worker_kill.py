@@ -19,6 +19,7 @@ from app import actions
 from app.api.main import create_app
 from app.context import Context, build_context
 from app.postmortems import Postmortem
+from connectors.targets import JiraTarget
 from tests.conftest import make_settings
 from tests.fakes.fake_jira import FakeJira
 from tests.reliability.support import Process, leaked, rows, service_env, start_worker, wait_until
@@ -47,7 +48,8 @@ def _queue_actions(context: Context, count: int) -> None:
         assert postmortem is not None
         for n in range(count):
             fields = {"title": f"Drain {n}", "owner": "alice@example.com", "due_date": date(2030, 1, 1) + timedelta(n)}
-            actions.add(session, context.mappings, postmortem, fields, [finding["id"]], JIRA_TARGET, author="test")
+            target = JiraTarget.model_validate(JIRA_TARGET)
+            actions.add(session, context.mappings, postmortem, fields, [finding["id"]], target, author="test")
 
 
 def _job_counts(url: str, kind: str = "file_action") -> Counter[str]:
@@ -129,7 +131,7 @@ def test_four_workers_one_killed_no_job_twice_none_lost(
     labels = Counter(label for label, _ in jira_keys_by_label(jira))
     assert len(jira.issues) == JOBS and set(labels.values()) == {1}
     assert all(len(issue.remote_links) == 1 for issue in jira.issues.values()), "every issue has its backlink"
-    recorded = dict((f"aftermath-action-{a}", k) for a, k in rows(pg_url, "SELECT id, tracker_key FROM action"))
+    recorded = dict(rows(pg_url, "SELECT idempotency_key, tracker_key FROM action"))
     assert recorded == dict(jira_keys_by_label(jira))
     filed = rows(pg_url, "SELECT action_id, count(*) FROM ledger_entry WHERE kind = 'filed' GROUP BY action_id")
     assert len(filed) == JOBS and {int(n) for _, n in filed} == {1}

@@ -22,7 +22,7 @@ from tests.helpers import WRITE, add_finding, make_postmortem, pd_event, post_pd
 GITHUB_REPO = "acme/payments"
 GITHUB_TARGET = {"kind": "github", "repo": GITHUB_REPO}
 JIRA_TARGET = {"kind": "jira", "project": "OPS", "issue_type": "Task"}
-_GH_MARKER = re.compile(r"<!-- aftermath:key=(aftermath-action-\d+) -->")
+_GH_MARKER = re.compile(r"<!-- aftermath:key=(aftermath-[0-9a-f]+-action-\d+) -->")
 
 
 def fast_github(fake: FakeGitHub, timeout: int = 15) -> GitHubTracker:
@@ -84,7 +84,7 @@ def jira_keys_by_label(jira: FakeJira) -> Iterator[tuple[str, str]]:
     """(idempotency label, issue key) for every issue in the fake Jira."""
     for key, issue in jira.issues.items():
         for label in issue.fields.get("labels") or []:
-            if label.startswith("aftermath-action-"):
+            if re.fullmatch(r"aftermath-[0-9a-f]+-action-\d+", label):
                 yield label, key
 
 
