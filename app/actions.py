@@ -10,7 +10,7 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from app import jobs, ledger
 from app.db import EnumText, PydanticJSON, UTCDateTime, page, utcnow
-from app.errors import Invalid, NotFound
+from app.errors import Conflict, Invalid, NotFound
 from app.findings import Finding
 from app.incidents import Incident
 from app.installation import action_key, installation_id
@@ -53,6 +53,7 @@ class Action(SQLModel, table=True):
     tracker_status: str | None = Field(default=None, max_length=255)
     tracker_state: TrackerState = Field(default=TrackerState.OK, sa_type=EnumText(TrackerState, 16))
     status: ActionStatus = Field(default=ActionStatus.UNFILED, sa_type=EnumText(ActionStatus, 16))
+    wont_do_reason: str | None = Field(default=None, sa_column=Column(Text))  # why it will not be done
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     filed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -188,13 +189,112 @@ def update(
     record_revision(session, postmortem, author, {"action_changed": {"id": action.id, **changes}})
     session.flush()  # the action's row is written (and, on PostgreSQL, locked) before the job table is looked at
     pushed = sorted(name for name in changes if name in ISSUE_FIELDS)
-    # An unfiled action needs nothing but its place in the queue: its file job reads the action when it runs.
-    if "due_date" in changes and not action.tracker_key:
-        jobs.reorder(session, JobKind.FILE_ACTION, action.id, action.due_date)
+    if not action.tracker_key and action.status == ActionStatus.UNFILED:
+        # A filing that failed for good may succeed now (a new owner, another due date): try again.
+        _queue_filing(session, action)
     if action.tracker_key and pushed:
         # After a failed update the issue may lag behind in other fields too: push everything (an empty list).
         queue_issue_update(session, action, [] if action.last_error else pushed)
     return action
+
+
+def _unfiled(action: Action, doing: str) -> None:
+    if action.tracker_key:
+        raise Conflict(f"action {action.id} is filed as {action.tracker_key}: {doing} in the tracker instead")
+    if action.status != ActionStatus.UNFILED:
+        raise Conflict(f"action {action.id} is {action.status}: nothing to file")
+
+
+def refile(session: Session, action: Action, target: Target | None, *, author: str) -> Action:
+    """File an action whose filing failed (or that was never filed) again, optionally to another target.
+
+    Whatever the last attempt left (its error, its warnings) is cleared; the new attempt starts now.
+    """
+    assert action.id is not None
+    _unfiled(action, "move it")
+    changes: dict[str, Any] = {"refiled": True}
+    if target is not None and target != action.target:
+        changes["target"] = {"from": action.target, "to": target}
+        action.target, action.tracker_kind = target, TrackerKind(target.kind)
+    if action.target is None:
+        raise Invalid("tracker: the action has no target and no mapping in trackers.yaml matches; name one")
+    action.last_error, action.warnings, action.updated_at = None, [], utcnow()
+    session.add(action)
+    postmortem = session.get(Postmortem, action.postmortem_id)
+    assert postmortem is not None
+    record_revision(session, postmortem, author, {"action_changed": {"id": action.id, **changes}})
+    session.flush()
+    _queue_filing(session, action)
+    return action
+
+
+def _queue_filing(session: Session, action: Action) -> None:
+    """A filing job for the action: a new one, or the pending one moved to the action's place in the queue (it reads
+    the action when it runs, so it files what the action says by then)."""
+    assert action.id is not None
+    if not jobs.ensure_queued(session, JobKind.FILE_ACTION, action.id, action.due_date):
+        jobs.reorder(session, JobKind.FILE_ACTION, action.id, action.due_date)
+
+
+def retarget(session: Session, action: Action, target: Target, *, author: str) -> Action:
+    """Change where an action not yet filed will be filed (the next filing attempt goes there)."""
+    _unfiled(action, "move it")
+    return refile(session, action, target, author=author) if target != action.target else action
+
+
+def cancel(session: Session, action: Action, reason: str, *, author: str) -> Action:
+    """An action recorded by mistake, or no longer wanted before it reached a tracker: won't do, with the reason, and
+    no tracker issue. A filed action is closed in its tracker instead (its status comes from there)."""
+    assert action.id is not None
+    _unfiled(action, "close it")
+    action.status, action.wont_do_reason, action.closed_at = ActionStatus.WONT_DO, reason, utcnow()
+    action.updated_at = utcnow()
+    session.add(action)
+    jobs.cancel(session, JobKind.FILE_ACTION, action.id)
+    ledger.append(
+        session,
+        kind=LedgerKind.STATUS_CHANGED,
+        source=LedgerSource.API,
+        action_id=action.id,
+        postmortem_id=action.postmortem_id,
+        from_status=ActionStatus.UNFILED,
+        to_status=ActionStatus.WONT_DO,
+        details={"reason": reason, "by": author},
+    )
+    postmortem = session.get(Postmortem, action.postmortem_id)
+    assert postmortem is not None
+    record_revision(session, postmortem, author, {"action_changed": {"id": action.id, "cancelled": reason}})
+    return action
+
+
+def explain_wont_do(session: Session, action: Action, reason: str | None, *, author: str) -> Action:
+    """Why an action that will not be done will not be (closed in the tracker as won't do, or cancelled here)."""
+    if action.status != ActionStatus.WONT_DO:
+        raise Conflict(f"action {action.id} is {action.status}, not wont_do: there is nothing to explain")
+    if reason != action.wont_do_reason:
+        changes = {"wont_do_reason": {"from": action.wont_do_reason, "to": reason}}
+        action.wont_do_reason, action.updated_at = reason, utcnow()
+        session.add(action)
+        postmortem = session.get(Postmortem, action.postmortem_id)
+        assert postmortem is not None
+        record_revision(session, postmortem, author, {"action_changed": {"id": action.id, **changes}})
+    return action
+
+
+def answering(session: Session, finding_id: int) -> list[Action]:
+    """The actions that answer this finding."""
+    linked = select(ActionFinding.action_id).where(ActionFinding.finding_id == finding_id)
+    return list(session.exec(select(Action).where(Action.id.in_(linked)).order_by(Action.id)).all())  # type: ignore[union-attr,arg-type]
+
+
+def follow_finding(session: Session, finding_id: int) -> None:
+    """A finding's text changed: the issues of the filed actions answering it show it (body, backlink title)."""
+    for action in answering(session, finding_id):
+        if action.tracker_key:
+            action.updated_at = utcnow()
+            session.add(action)
+            session.flush()  # the action's row first: see jobs.enqueue_fields
+            queue_issue_update(session, action, ["finding_ids"])
 
 
 def queue_issue_update(session: Session, action: Action, fields: list[str]) -> None:

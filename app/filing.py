@@ -215,8 +215,9 @@ def _record_filed(session: Session, action_id: int, ref: IssueRef, dropped: list
     action = session.get(Action, action_id)
     assert action is not None
     action.tracker_key, action.tracker_url, action.filed_at = ref.key, ref.url, utcnow()
-    action.tracker_id = ref.tracker_id
-    action.status, action.tracker_status, action.last_error = ActionStatus.OPEN, None, None
+    action.tracker_id, action.tracker_status, action.last_error = ref.tracker_id, None, None
+    if action.status == ActionStatus.UNFILED:  # not if it was cancelled while the issue was being created
+        action.status = ActionStatus.OPEN
     action.updated_at = utcnow()
     session.add(action)
     ledger.append(

@@ -44,7 +44,8 @@ def get(session: Session, finding_id: int) -> Finding:
     return finding
 
 
-def update(session: Session, finding: Finding, fields: dict[str, Any], *, author: str) -> Finding:
+def update(session: Session, finding: Finding, fields: dict[str, Any], *, author: str) -> bool:
+    """Apply the changes; True when anything changed."""
     changes = {
         name: {"from": getattr(finding, name), "to": fields[name]}
         for name in EDITABLE
@@ -59,7 +60,7 @@ def update(session: Session, finding: Finding, fields: dict[str, Any], *, author
         assert postmortem is not None
         record_revision(session, postmortem, author, {"finding_changed": {"id": finding.id, **changes}})
         session.flush()
-    return finding
+    return bool(changes)
 
 
 def of_postmortem(session: Session, postmortem_id: int) -> list[Finding]:

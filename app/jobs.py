@@ -41,6 +41,7 @@ class JobStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # no longer wanted (its action was cancelled before it ran)
 
 
 class Job(SQLModel, table=True):
@@ -157,6 +158,28 @@ def enqueue_fields(session: Session, kind: JobKind, action_id: int, fields: list
             session.expire(pending)
             return
     enqueue(session, kind, action_id=action_id, payload={"fields": fields}, sort_date=sort_date)
+
+
+def ensure_queued(session: Session, kind: JobKind, action_id: int, sort_date: date | None) -> bool:
+    """Queue a job of `kind` for the action unless one is pending or running already (one that failed for good is
+    history: this makes a new attempt); True when one was queued."""
+    live = (JobStatus.PENDING, JobStatus.RUNNING)
+    query = select(Job.id).where(Job.kind == kind, Job.action_id == action_id, Job.status.in_(live))  # type: ignore[attr-defined]
+    if session.exec(query).first() is not None:
+        return False
+    enqueue(session, kind, action_id=action_id, sort_date=sort_date)
+    return True
+
+
+def cancel(session: Session, kind: JobKind, action_id: int) -> int:
+    """Cancel the action's pending jobs of `kind`; one already running finishes (its worker cannot be stopped)."""
+    moved = session.execute(
+        update(Job)
+        .where(Job.action_id == action_id, Job.kind == kind, Job.status == JobStatus.PENDING)  # type: ignore[arg-type]
+        .values(status=JobStatus.CANCELLED, finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(moved.rowcount)  # type: ignore[attr-defined]
 
 
 def reorder(session: Session, kind: JobKind, action_id: int, sort_date: date | None) -> None:

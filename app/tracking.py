@@ -14,10 +14,11 @@ from app.context import Context
 from app.db import UTCDateTime, utcnow
 from app.mappings import Mappings
 from app.vocabulary import CLOSED, LedgerKind, LedgerSource, TrackerState
-from connectors.tracker import IssueState, TrackerError
+from connectors.tracker import IssueState, PollResult, TrackerError
 
 log = logging.getLogger(__name__)
 RECENTLY_CLOSED = timedelta(days=30)  # closed issues stay polled this long, so a reopen is still seen
+AUDIT_EVERY = 6  # polls between audits: a deletion is noticed within six poll intervals
 
 
 class PollCursor(SQLModel, table=True):
@@ -54,6 +55,8 @@ def apply_state(
         action.tracker_key, changed = state.moved_to, True
     if action.tracker_state != TrackerState.OK:
         action.tracker_state, changed = TrackerState.OK, True
+    if state.tracker_id and state.tracker_id != action.tracker_id:  # learnt for actions filed before it was kept
+        action.tracker_id, changed = state.tracker_id, True
     # The first raw status seen after filing is no change (the issue was filed "open"); later raw moves are.
     raw_moved = action.tracker_status is not None and state.raw_status != action.tracker_status
     if new_status != action.status or raw_moved:
@@ -108,8 +111,12 @@ def pollable(session: Session, now: datetime) -> list[Action]:
     return list(session.exec(query.order_by(Action.id)).all())  # type: ignore[arg-type]
 
 
-def poll_all(context: Context) -> int:
-    """One poll cycle over every target; returns the number of actions whose status changed."""
+def poll_all(context: Context, *, audit: bool = False) -> int:
+    """One poll cycle over every target; returns the number of actions whose status changed.
+
+    With `audit`, each target's tracker is also asked what its poll cannot see (issues deleted or moved without a
+    trace in the listing): the worker does that every AUDIT_EVERY polls.
+    """
     with context.read() as session:
         by_target: dict[str, list[Action]] = defaultdict(list)
         for action in pollable(session, utcnow()):
@@ -125,6 +132,10 @@ def poll_all(context: Context) -> int:
         keys = [a.tracker_key for a in group if a.tracker_key]
         try:
             result = tracker.poll(target, keys, cursors.get(key))
+            if audit and (ids := {a.tracker_key: a.tracker_id for a in group if a.tracker_key and a.tracker_id}):
+                found = tracker.audit(target, ids)
+                states = {**result.states, **found.states}
+                result = PollResult(states, result.cursor, tuple(sorted({*result.missing, *found.missing})))
         except TrackerError as exc:
             log.warning("poll of %s failed: %s", key, exc.message)
             continue

@@ -91,11 +91,12 @@ class Worker:
         settings = self.context.settings
         with self.context.write() as session:
             poll_due = jobs.due(session, "poll", settings.poll_interval)
+            audit_due = poll_due and jobs.due(session, "tracker_audit", settings.poll_interval * tracking.AUDIT_EVERY)
             sweep_due = jobs.due(session, "trigger_sweep", TRIGGER_SWEEP_SECONDS)
             if jobs.due(session, "reminders", REMINDER_SWEEP_SECONDS):
                 notify.queue_reminders(session, settings.reminder_interval, utcnow())
         if poll_due:
-            tracking.poll_all(self.context)
+            tracking.poll_all(self.context, audit=audit_due)
         if sweep_due:
             self.sweep_triggers()
 

@@ -312,15 +312,20 @@ class GitHubTracker:
     # ---- HTTP ---------------------------------------------------------------------------------------------------
     def _nodes(self, node_ids: list[str]) -> list[dict[str, Any] | None]:
         """GraphQL `nodes(ids:)` for up to 100 issue node ids: each Issue's state and home, None where it is gone."""
+        requester = self._gh.requester
+        query = {"query": NODES_QUERY, "variables": {"ids": node_ids}}
         try:
-            _, data = self._gh.requester.graphql_query(NODES_QUERY, {"ids": node_ids})
+            # Not graphql_query(): it raises on any error, and a deleted issue's NOT_FOUND error is the answer here.
+            _, data = requester.requestJsonAndCheck("POST", requester.graphql_url, input=query)
         except GithubException as exc:
             raise _status_error(exc.status, exc.headers, exc.data, "the issues' GraphQL nodes", write=False) from exc
         except requests.RequestException as exc:
             raise _transport_error(exc, "reading the issues' GraphQL nodes", write=False) from exc
+        other = [e for e in data.get("errors") or [] if not (isinstance(e, dict) and e.get("type") == "NOT_FOUND")]
         nodes = (data.get("data") or {}).get("nodes")
-        if not isinstance(nodes, list) or len(nodes) != len(node_ids):
-            raise RetryLater(f"unexpected GraphQL answer for {len(node_ids)} node ids")
+        if other or not isinstance(nodes, list) or len(nodes) != len(node_ids):
+            # GitHub answers a spent GraphQL budget with 200 and an error; whatever it is, ask again later.
+            raise RetryLater(f"GitHub's GraphQL answer for {len(node_ids)} node ids: {other or 'no nodes'}"[:500])
         return [node if isinstance(node, dict) and node.get("number") else None for node in nodes]
 
     def _get(

@@ -1,5 +1,5 @@
 """filing that survives real trackers: installation-unique issue keys, dropped-field warnings, the tracker's issue id,
-and the write budget every process shares
+the reason an action will not be done, and the write budget every process shares
 
 Actions filed before keep the key their issues carry (aftermath-action-<id>).
 
@@ -47,6 +47,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('tracker_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True))
         batch_op.add_column(sa.Column('idempotency_key', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True))
         batch_op.add_column(sa.Column('warnings', sa.JSON(), nullable=False, server_default='[]'))
+        batch_op.add_column(sa.Column('wont_do_reason', sa.Text(), nullable=True))
     op.execute("UPDATE action SET idempotency_key = 'aftermath-action-' || id")
     with op.batch_alter_table('action', schema=None) as batch_op:
         batch_op.alter_column('warnings', server_default=None)
@@ -56,6 +57,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('action', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('uq_action_idempotency_key'), type_='unique')
+        batch_op.drop_column('wont_do_reason')
         batch_op.drop_column('warnings')
         batch_op.drop_column('idempotency_key')
         batch_op.drop_column('tracker_id')

@@ -10,7 +10,7 @@ from app import actions, findings
 from app.api import present
 from app.api.deps import ContextDep, Reader, Writer
 from app.api.params import MAX_ID, Cursor, Limit, after_id
-from app.api.schemas import ActionDetail, ActionOut, ActionPatch, FindingOut, FindingPatch, Page
+from app.api.schemas import ActionDetail, ActionOut, ActionPatch, FindingOut, FindingPatch, Page, RefileIn
 from app.db import utcnow
 from app.vocabulary import ActionStatus
 from connectors.targets import TrackerKind
@@ -24,7 +24,8 @@ NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"description": "unknown i
 def update_finding(body: FindingPatch, context: ContextDep, who: Writer, finding_id: Id) -> FindingOut:
     with context.write() as session:
         finding = findings.get(session, finding_id)
-        findings.update(session, finding, body.model_dump(exclude_unset=True), author=who.name)
+        if findings.update(session, finding, body.model_dump(exclude_unset=True), author=who.name):
+            actions.follow_finding(session, finding_id)
         return FindingOut.model_validate(finding.model_dump())
 
 
@@ -64,10 +65,33 @@ def get_action(context: ContextDep, _: Reader, action_id: Id) -> ActionDetail:
         return present.action_detail(session, actions.get(session, action_id), utcnow().date())
 
 
-@router.patch("/actions/{action_id}", response_model=ActionDetail, responses=NOT_FOUND)
+@router.patch(
+    "/actions/{action_id}",
+    response_model=ActionDetail,
+    responses={**NOT_FOUND, 409: {"description": "a new target or a cancel for an action already filed"}},
+)
 def update_action(body: ActionPatch, context: ContextDep, who: Writer, action_id: Id) -> ActionDetail:
-    fields = body.model_dump(exclude_unset=True, exclude={"finding_ids"})
+    fields = body.model_dump(exclude_unset=True, exclude={"finding_ids", "tracker", "status", "wont_do_reason"})
     with context.write() as session:
         action = actions.get(session, action_id)
         actions.update(session, action, fields, body.finding_ids, author=who.name)
+        if body.tracker is not None:
+            actions.retarget(session, action, body.tracker, author=who.name)
+        if body.status is not None and body.wont_do_reason:
+            actions.cancel(session, action, body.wont_do_reason, author=who.name)
+        elif "wont_do_reason" in body.model_fields_set:
+            actions.explain_wont_do(session, action, body.wont_do_reason, author=who.name)
+        return present.action_detail(session, action, utcnow().date())
+
+
+@router.post(
+    "/actions/{action_id}/refile",
+    response_model=ActionDetail,
+    responses={**NOT_FOUND, 409: {"description": "the action is filed already, or cancelled"}},
+)
+def refile_action(context: ContextDep, who: Writer, action_id: Id, body: RefileIn | None = None) -> ActionDetail:
+    """File again an action whose filing failed, optionally to another target (`tracker`)."""
+    with context.write() as session:
+        action = actions.get(session, action_id)
+        actions.refile(session, action, body.tracker if body else None, author=who.name)
         return present.action_detail(session, action, utcnow().date())

@@ -129,7 +129,7 @@ class ActionIn(_Input):
 
 
 class ActionPatch(_Input):
-    _not_nullable = ("title", "kind", "priority", "finding_ids")
+    _not_nullable = ("title", "kind", "priority", "finding_ids", "tracker", "status")
     title: NonBlank | None = None
     description: Text | None = None
     kind: ActionKind | None = None
@@ -138,6 +138,22 @@ class ActionPatch(_Input):
     priority: Priority | None = None
     success_metric: Text | None = None
     finding_ids: list[FindingId] | None = Field(default=None, min_length=1, max_length=100)
+    tracker: Target | None = Field(default=None, description="another target; only while the action is not filed")
+    status: Literal[ActionStatus.WONT_DO] | None = Field(
+        default=None,
+        description="cancel an action not filed yet (with `wont_do_reason`); a filed one closes in its tracker",
+    )
+    wont_do_reason: Annotated[Text, AfterValidator(_stripped)] | None = None
+
+    @model_validator(mode="after")
+    def _cancel_has_a_reason(self) -> Any:
+        if self.status == ActionStatus.WONT_DO and not self.wont_do_reason:
+            raise ValueError("status wont_do needs a wont_do_reason: say why it will not be done")
+        return self
+
+
+class RefileIn(_Input):
+    tracker: Target | None = Field(default=None, description="file to this target instead of the action's own")
 
 
 class LedgerOut(BaseModel):
@@ -182,6 +198,7 @@ class ActionOut(BaseModel):
     tracker_state: TrackerState
     last_error: str | None
     warnings: list[WarningOut]
+    wont_do_reason: str | None
     filed_at: datetime | None
     closed_at: datetime | None
     overdue: bool

@@ -107,6 +107,7 @@ class FakeRepo:
     assignable: set[str]
     has_issues: bool = True
     issues: dict[int, FakeIssue] = field(default_factory=dict)
+    writers: set[str] | None = None  # logins with push access; None: every token's user has it
 
     def live(self) -> list[FakeIssue]:
         return [i for i in self.issues.values() if not i.deleted and i.moved_to is None]
@@ -190,8 +191,15 @@ class FakeGitHub:
         self._last_tick = max(self.now(), self._last_tick + 1e-6)
         return self._last_tick
 
-    def add_repo(self, full_name: str, assignable: set[str] | None = None, has_issues: bool = True) -> FakeRepo:
-        repo = FakeRepo(next(self._ids), full_name, set(assignable or ()), has_issues)
+    def add_repo(
+        self,
+        full_name: str,
+        assignable: set[str] | None = None,
+        has_issues: bool = True,
+        writers: set[str] | None = None,
+    ) -> FakeRepo:
+        """A repository; `writers` narrows who has push access (the others' labels and assignees are dropped)."""
+        repo = FakeRepo(next(self._ids), full_name, set(assignable or ()), has_issues, writers=writers)
         self.repos[full_name.lower()] = repo
         return repo
 
@@ -314,7 +322,8 @@ class FakeGitHub:
         self.core.refill(now)
         if method != "GET" and self.core.remaining <= 0:
             return self._primary_exceeded()
-        if method == "POST" and self._creation_limited(now):
+        creating = method == "POST" and path != "/graphql"  # a GraphQL query creates nothing
+        if creating and self._creation_limited(now):
             self.secondary_violations += 1
             self.core.remaining -= 1
             message = SECONDARY_MESSAGE + SUPPORT.format(rid=self._rid())
@@ -329,7 +338,7 @@ class FakeGitHub:
             if self.core.remaining <= 0:
                 return self._primary_exceeded()
         self.core.remaining -= 1
-        if method == "POST" and status == 201:
+        if creating and status == 201:
             self._creates.append(now)
         return self._fault_answer(fault) if fault else (status, extra, payload)
 
@@ -356,6 +365,8 @@ class FakeGitHub:
 
     # ---- routes ----------------------------------------------------------------------------------------------
     def _route(self, method: str, path: str, query: dict[str, str], body: Any, login: str) -> Answer:
+        if path == "/graphql" and method == "POST":
+            return self._graphql(body if isinstance(body, dict) else {})
         m = _REPO_PATH.match(path)
         repo = None
         if m and m["id"]:
@@ -393,6 +404,9 @@ class FakeGitHub:
         return _error(404, "Not Found")
 
     def _create(self, repo: FakeRepo, body: dict[str, Any], login: str) -> Answer:
+        if repo.writers is not None and login not in repo.writers:
+            # "labels, assignees, milestone ... silently dropped for users without push access" (the create docs)
+            body = {k: v for k, v in body.items() if k not in ("labels", "assignees", "assignee", "milestone")}
         if (refused := self._check(repo, body, creating=True)) is not None:
             return refused
         labels = _label_names(body.get("labels"))
@@ -412,7 +426,45 @@ class FakeGitHub:
         bad = [a for a in _assignees(body) if a.lower() not in {x.lower() for x in repo.assignable}]
         if bad:
             return _invalid("assignees", "invalid", value=bad[0] if len(bad) == 1 else bad)
+        long = [name for name in _label_names(body.get("labels")) if len(name) > 50]
+        if long:
+            error = {"resource": "Label", "field": "name", "code": "custom", "value": long[0]}
+            error["message"] = "name is too long (maximum is 50 characters)"
+            return _error(422, "Validation Failed", "/issues/issues#create-an-issue", errors=[error])
         return None
+
+    def _graphql(self, body: dict[str, Any]) -> Answer:
+        """`nodes(ids:)` only: each issue's state and home repository, null (and a NOT_FOUND error) for one gone.
+        Answers 200 even with errors, as GitHub's GraphQL does."""
+        ids = (body.get("variables") or {}).get("ids")
+        if "nodes(ids:" not in str(body.get("query")) or not isinstance(ids, list):
+            return 200, {}, {"errors": [{"message": "this fake answers nodes(ids:) queries only"}]}
+        if len(ids) > 100:
+            message = f"You may not provide more than 100 node ids; you provided {len(ids)}."
+            return 200, {}, {"errors": [{"type": "ARGUMENT_LIMIT", "message": message}]}
+        issues = {f"I_{i.id}": (repo, i) for repo in self.repos.values() for i in repo.issues.values()}
+        nodes, errors = [], []
+        for n, node_id in enumerate(ids):
+            repo, issue = issues.get(str(node_id), (None, None))
+            while issue is not None and repo is not None and issue.moved_to:  # a transferred issue keeps its node
+                repo = self.repos[issue.moved_to[0].lower()]
+                issue = repo.issues[issue.moved_to[1]]
+            if issue is None or repo is None or issue.deleted:
+                nodes.append(None)
+                message = f"Could not resolve to a node with the global id of '{node_id}'"
+                errors.append({"type": "NOT_FOUND", "path": ["nodes", n], "message": message})
+                continue
+            reason = (issue.state_reason or "completed").upper() if issue.state == "closed" else None
+            nodes.append(
+                {
+                    "number": issue.number,
+                    "state": issue.state.upper(),
+                    "stateReason": reason,
+                    "updatedAt": _iso(issue.updated_at),
+                    "repository": {"nameWithOwner": repo.full_name},
+                }
+            )
+        return 200, {}, {"data": {"nodes": nodes}, **({"errors": errors} if errors else {})}
 
     def _patch(self, repo: FakeRepo, issue: FakeIssue, body: dict[str, Any]) -> Answer:
         state, reason = body.get("state", issue.state), body.get("state_reason")
