@@ -214,7 +214,8 @@ def refile(session: Session, action: Action, target: Target | None, *, author: s
     _unfiled(action, "move it")
     changes: dict[str, Any] = {"refiled": True}
     if target is not None and target != action.target:
-        changes["target"] = {"from": action.target, "to": target}
+        before = action.target.model_dump() if action.target else None
+        changes["target"] = {"from": before, "to": target.model_dump()}
         action.target, action.tracker_kind = target, TrackerKind(target.kind)
     if action.target is None:
         raise Invalid("tracker: the action has no target and no mapping in trackers.yaml matches; name one")

@@ -417,3 +417,16 @@ def test_update_5xx_and_reset_are_plain_retry_later_not_unknown(fake: FakeGitHub
     assert fake.count("PATCH") == 2  # writes are never re-sent by the client itself
     tracker.update_issue(TARGET, key, draft(title="Renamed"), {"title"})
     assert fake.issue(REPO, 1).title == "Renamed"
+
+
+def test_an_issue_without_this_actions_marker_is_never_rewritten(fake: FakeGitHub, tracker: GitHubTracker) -> None:
+    number = fake.add_issue(REPO, title="someone else's", body="<!-- aftermath:key=aftermath-0ther-action-42 -->")
+    with pytest.raises(PermanentError, match="does not carry this action's key"):
+        tracker.update_issue(TARGET, f"{REPO}#{number}", draft(title="Hijacked"))
+    assert fake.issue(REPO, number).title == "someone else's" and fake.count("PATCH") == 0
+
+
+def test_a_label_over_githubs_fifty_characters_is_cut_to_fit(fake: FakeGitHub, tracker: GitHubTracker) -> None:
+    ref = tracker.create_issue(TARGET, draft(labels=("team/" + "x" * 60,)))
+    [label] = fake.issue(REPO, int(ref.key.split("#")[1])).labels
+    assert len(label) == 50  # the fake refuses longer ones with 422, as GitHub does

@@ -403,3 +403,20 @@ def test_update_on_server_dc_assigns_by_name(server_dc: FakeJira) -> None:
     tracker.update_issue(TARGET, ref.key, draft(assignee="alice"), {"assignee"})
     assert server_dc.requests[-1].body["fields"] == {"assignee": {"name": "alice"}}
     assert server_dc.issues[ref.key].fields["assignee"]["name"] == "alice"
+
+
+def test_an_issue_without_this_actions_key_is_never_rewritten(fake: FakeJira, tracker: JiraTracker) -> None:
+    stranger = fake.add_issue(summary="someone else's", labels=["aftermath-0ther-action-42"])
+    with pytest.raises(PermanentError, match="does not carry this action's key"):
+        tracker.update_issue(TARGET, stranger, draft(title="Hijacked"))
+    assert fake.issues[stranger].fields["summary"] == "someone else's"
+    assert fake.count(f"/issue/{stranger}", "PUT") == 0
+
+
+def test_find_ignores_an_issue_older_than_the_first_attempt(fake: FakeJira, tracker: JiraTracker) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    old = tracker.create_issue(TARGET, draft())
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    assert tracker.find_issue(TARGET, "aftermath-action-42") == old
+    assert tracker.find_issue(TARGET, "aftermath-action-42", created_after=later) is None

@@ -99,3 +99,23 @@ def test_github_webhook_close_then_poll_writes_nothing_more(
     assert (entries[-1]["to_status"], entries[-1]["source"]) == ("done", "webhook")
     tracking.poll_all(gh_wired)
     assert len(_action(api, action["id"])["ledger"]) == len(entries)
+
+
+def test_a_deleted_or_transferred_issue_is_found_by_the_audit_the_listing_cannot_do(
+    api: TestClient, gh_wired: Context, fake_github: FakeGitHub
+) -> None:
+    fake_github.add_repo("acme/platform", assignable={"alice"})
+    gone, moved = new_action(api, tracker=REPO), new_action(api, incident_key="QT2", tracker=REPO)
+    Worker(gh_wired).run_once()
+    tracking.poll_all(gh_wired)
+    fake_github.delete_issue("acme/payments", 1)
+    fake_github.transfer_issue("acme/payments", 2, "acme/platform")
+    tracking.poll_all(gh_wired)  # a steady-state listing sees neither
+    assert _action(api, gone["id"])["tracker_state"] == "ok"
+    graphql_before = fake_github.count("POST", "/graphql")
+    tracking.poll_all(gh_wired, audit=True)
+    assert fake_github.count("POST", "/graphql") - graphql_before == 1  # one nodes() query for up to 100 issues
+    assert _action(api, gone["id"])["tracker_state"] == "missing"
+    assert [e["kind"] for e in _action(api, gone["id"])["ledger"]][-1] == "tracker_missing"
+    now = _action(api, moved["id"])
+    assert now["tracker_key"] == "acme/platform#1" and now["ledger"][-1]["kind"] == "tracker_moved"

@@ -141,7 +141,8 @@ class FakeGitHub:
         self.creates_per_minute, self.creates_per_hour = creates_per_minute, creates_per_hour
         self.repos: dict[str, FakeRepo] = {}
         self.requests: list[Recorded] = []
-        self.secondary_violations = 0
+        self.secondary_violations = 0  # content-creating requests refused for exceeding the secondary limit
+        self.create_times: list[float] = []  # when each issue or comment was created (the fake's clock)
         self.core = Budget("core", core_limit, 3600)
         self.url = ""
         self._offset = self._last_tick = 0.0
@@ -340,6 +341,7 @@ class FakeGitHub:
         self.core.remaining -= 1
         if creating and status == 201:
             self._creates.append(now)
+            self.create_times.append(now)
         return self._fault_answer(fault) if fault else (status, extra, payload)
 
     def _fault_answer(self, fault: Fault) -> Answer:
