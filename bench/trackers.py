@@ -42,6 +42,7 @@ from app.db import utcnow  # noqa: E402
 from app.jobs import Job  # noqa: E402
 from app.postmortems import Postmortem  # noqa: E402
 from app.settings import Settings  # noqa: E402
+from app.vocabulary import TrackerState  # noqa: E402
 from app.worker import Worker  # noqa: E402
 from connectors.github_tracker import MARKER, GitHubTracker  # noqa: E402
 from connectors.targets import GitHubTarget, JiraTarget, Target, TrackerKind  # noqa: E402
@@ -123,17 +124,25 @@ def seed_filed_actions(context: Context, target: Target, refs: list[tuple[str, s
             )
 
 
+def count_missing(context: Context) -> int:
+    with context.read() as session:
+        query = select(func.count()).select_from(Action).where(Action.tracker_state == TrackerState.MISSING)
+        return int(session.exec(query).one())
+
+
 def count_status(context: Context, status: str) -> int:
     with context.read() as session:
         return int(session.exec(select(func.count()).select_from(Action).where(Action.status == status)).one())
 
 
 # ---- poll benchmark -------------------------------------------------------------------------------------------------
-def run_cycle(context: Context, log: Callable[[], list[Any]], points: Callable[[], int] | None) -> dict[str, Any]:
-    """One `poll_all` cycle; what it sent, as seen by the fake's request log."""
+def run_cycle(
+    context: Context, log: Callable[[], list[Any]], points: Callable[[], int] | None, audit: bool = False
+) -> dict[str, Any]:
+    """One `poll_all` cycle (with the audit for deleted issues when `audit`); what it sent, per the fake's log."""
     before, left = len(log()), points() if points else None
     started = time.perf_counter()
-    changed = tracking.poll_all(context)
+    changed = tracking.poll_all(context, audit=audit)
     seconds = time.perf_counter() - started
     sent = log()[before:]
     endpoints = Counter(f"{r.method} {r.path}" + (f" → {r.status}" if getattr(r, "status", 0) else "") for r in sent)
@@ -204,6 +213,10 @@ def bench_poll_github(db: str, n: int, changed_share: float, workdir: Path) -> d
             some = run_cycle(context, log, points)
             some["issues_changed"], some["recorded_done"] = len(moved), count_status(context, "done")
             again = run_cycle(context, log, points)
+            for number in numbers[: max(1, n // 100)]:
+                fake.delete_issue(GH_REPO, number)
+            audit = run_cycle(context, log, points, audit=True)  # every sixth poll: what the listing cannot see
+            audit["found_missing"] = count_missing(context)
         finally:
             context.engine.dispose()
     return {
@@ -215,6 +228,7 @@ def bench_poll_github(db: str, n: int, changed_share: float, workdir: Path) -> d
         "steady": steady,
         "changed": some,
         "steady_after_change": again,
+        "audit": audit,
     }
 
 
@@ -233,7 +247,7 @@ def poll_table(rows: list[dict[str, Any]]) -> str:
         )
     lines += ["", "Requests by endpoint (→ status where the fake records it):", ""]
     for r in rows:
-        for name in ("cold", "steady", "changed", "steady_after_change"):
+        for name in ("cold", "steady", "changed", "steady_after_change", "audit"):
             if name not in r:
                 continue
             parts = ", ".join(f"`{k}` x{v}" for k, v in r[name]["endpoints"].items()) or "none"
