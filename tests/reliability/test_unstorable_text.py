@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from app.context import Context
-from app.inbox import ACCEPTED, Delivery, store_many
+from app.inbox import Delivery, DeliveryStatus, store_many
 from tests.helpers import pd_event, pd_signature
 
 AWKWARD_IDS = ["EV-NUL\\u0000", "EV-SURROGATE\\ud800", "EV-BOTH\\u0000\\udfff"]
@@ -41,8 +41,10 @@ def test_nul_and_surrogates_in_ids_and_titles_are_stored_and_answered(client: Te
 
 
 def test_one_unstorable_event_does_not_fail_its_batch(context: Context) -> None:
-    good = Delivery("pagerduty", "EV-GOOD", "incident.triggered", ACCEPTED, b"{}", pending=True)
-    bad = Delivery("pagerduty", "EV-BAD\x00\ud800", "incident\x00", ACCEPTED, b"{\x00}", reason="x\ud800")
+    good = Delivery("pagerduty", "EV-GOOD", "incident.triggered", DeliveryStatus.ACCEPTED, b"{}", pending=True)
+    bad = Delivery(
+        "pagerduty", "EV-BAD\x00\ud800", "incident\x00", DeliveryStatus.ACCEPTED, b"{\x00}", reason="x\ud800"
+    )
     with context.write() as session:
         assert store_many(session, [good, bad]) == [True, True]
     with context.write() as session:
