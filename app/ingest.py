@@ -4,7 +4,7 @@
 2. `GroupCommitter.submit` stores it: many concurrent deliveries share one INSERT and one COMMIT, and each request
    is answered only after the transaction holding its event committed, so a 202 still means "durably stored".
 3. `answer` says what the route tells the source (accepted, duplicate, ignored, or the dead letter's reason).
-4. Later, off the request path, `apply_pending` folds stored alert events into their incidents.
+4. Later, off the request path, app/applier.py folds stored alert events into their incidents.
 
 `busy(engine)` tells a worker in this process whether deliveries are being stored right now, so it can let them
 go first.
@@ -23,14 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
-from sqlmodel import Session
 
-from app import inbox, postmortems, recurrence
-from app.db import transaction, utcnow
+from app import inbox
+from app.db import transaction
 from app.inbox import Delivery, DeliveryStatus
-from app.incidents import apply_event
-from app.mappings import Mappings
 from connectors import opsgenie, pagerduty
 from connectors.events import AlertEvent, PayloadError
 
@@ -171,30 +167,3 @@ class GroupCommitter:
                 loop.call_soon_threadsafe(_resolve, answers)
         if self.on_commit and not isinstance(stored[0], BaseException):
             self.on_commit()
-
-
-# -- apply -----------------------------------------------------------------------------------------------------------
-def apply_pending(session: Session, mappings: Mappings, limit: int = 200) -> int:
-    """Apply stored alert events to their incidents, oldest first; one bad event never blocks the rest."""
-    rows = inbox.claim_pending(session, limit)
-    for row in rows:
-        try:
-            with session.begin_nested():
-                event = PARSERS[row.source](row.body.encode("utf-8"))
-                incident = apply_event(session, mappings, event, row.id or 0, row.received_at)
-                recurrence.link_if_recurring(session, incident)
-                postmortems.open_if_due(session, mappings, incident, utcnow())
-                row.incident_id = incident.id
-        except OperationalError:
-            # A deadlock with another applier (or the database going away) is transient: the event stays pending and
-            # is applied on a later pass, instead of being parked as failed.
-            log.warning("inbound event %s not applied this time (transient database error); it stays pending", row.id)
-            session.flush()
-            return rows.index(row)  # what was applied; 0 lets the caller pause before trying again
-        except Exception as exc:  # a parser or domain bug: park the event with the reason instead of looping on it
-            log.exception("inbound event %s could not be applied", row.id)
-            row.status, row.reason = DeliveryStatus.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
-        row.processed_at = utcnow()
-        session.add(row)
-    session.flush()
-    return len(rows)
