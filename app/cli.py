@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import shutil
+import sys
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from fastapi import FastAPI
 
-from app import migrations, tokens
+from app import embedded, migrations, tokens
 from app.context import Context, build_context
 from app.logs import configure
 from app.mappings import load_mappings
 from app.settings import SettingsError, load_settings
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable (see app/telemetry.py)
 
 cli = typer.Typer(
     help="Aftermath: alert webhooks to postmortem actions in your tracker, with a ledger.",
@@ -26,15 +33,31 @@ cli.add_typer(token_cli, name="token")
 log = logging.getLogger("aftermath")
 
 
-def _context() -> Context:
-    """Settings, mappings and engine, or one clear line and exit 2 when a setting is wrong."""
+def _context(announce: bool = False) -> Context:
+    """Settings, mappings and engine, or one clear line and exit 2 when a setting is wrong; `announce` logs which
+    integrations are on."""
     try:
         settings = load_settings()
-        configure(settings.secrets())
-        return build_context(settings)
+        configure(settings.secrets(), settings.log_format)
+        context = build_context(settings)
     except SettingsError as exc:
         typer.echo(f"aftermath: {exc}", err=True)
         raise typer.Exit(2) from None
+    if announce:
+        log.info(settings.integrations())
+    return context
+
+
+def _share_metrics() -> Path:
+    """Every process of this server (uvicorn's, the embedded worker) counts into one folder that /metrics sums.
+    prometheus-client reads the variable when it is first imported, which must therefore not have happened yet."""
+    if "prometheus_client.values" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before `serve` chose where its metrics live")
+    folder = Path(tempfile.gettempdir()) / f"aftermath-metrics-{os.getpid()}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ[MULTIPROCESS_DIR] = str(folder)
+    return folder
 
 
 def _migrate(context: Context) -> None:
@@ -64,10 +87,10 @@ def _first_token(context: Context) -> None:
 
 
 def create_app_from_env() -> FastAPI:
-    """uvicorn factory for `serve --workers N`: each process builds its own context."""
+    """uvicorn factory for `serve --workers N`: each process builds its own context (the worker runs apart)."""
     from app.api.main import create_app
 
-    return _frozen(create_app(_context()))
+    return _frozen(create_app(_context(), embedded_worker=False))
 
 
 def _frozen(app: FastAPI) -> FastAPI:
@@ -105,17 +128,25 @@ def serve(
     """Migrate the database, then serve the API (and the embedded worker unless AFTERMATH_WORKER=off)."""
     import uvicorn
 
-    context = _context()
-    _migrate(context)
-    _first_token(context)
-    options = uvicorn_options(host, port, access_log)
-    if workers > 1:
-        context.engine.dispose()
-        uvicorn.run("app.cli:create_app_from_env", factory=True, workers=workers, **options)
-    else:
-        from app.api.main import create_app
+    metrics_folder = _share_metrics()
+    worker = None
+    try:
+        context = _context(announce=True)
+        _migrate(context)
+        _first_token(context)
+        options = uvicorn_options(host, port, access_log)
+        worker = embedded.start() if context.settings.worker == "embedded" else None
+        if workers > 1:
+            context.engine.dispose()
+            uvicorn.run("app.cli:create_app_from_env", factory=True, workers=workers, **options)
+        else:
+            from app.api.main import create_app
 
-        uvicorn.run(_frozen(create_app(context)), **options)
+            uvicorn.run(_frozen(create_app(context, embedded_worker=False)), **options)
+    finally:
+        if worker is not None:
+            embedded.stop(worker)
+        shutil.rmtree(metrics_folder, ignore_errors=True)
 
 
 @cli.command()
@@ -134,7 +165,7 @@ def worker(
         # Must exceed the longest job (a tracker call with its timeout): a shorter lease lets a second worker take
         # over a job that is still running. Tests shorten it to see a dead worker's job taken over quickly.
         jobs.LEASE = timedelta(seconds=lease_seconds)
-    context = _context()
+    context = _context(announce=not once)
     runner = Worker(context)
     if once:
         typer.echo(f"ran {runner.run_once()} job(s)")
