@@ -8,13 +8,14 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Field, Session, SQLModel, select
 
-from app import ledger
+from app import ledger, telemetry
 from app.actions import Action
 from app.context import Context
 from app.db import UTCDateTime, utcnow
+from app.logs import bound
 from app.mappings import Mappings
 from app.vocabulary import CLOSED, LedgerKind, LedgerSource, TrackerState
-from connectors.tracker import IssueState, TrackerError
+from connectors.tracker import IssueState, RetryLater, TrackerError
 
 log = logging.getLogger(__name__)
 RECENTLY_CLOSED = timedelta(days=30)  # closed issues stay polled this long, so a reopen is still seen
@@ -110,6 +111,11 @@ def pollable(session: Session, now: datetime) -> list[Action]:
 
 def poll_all(context: Context) -> int:
     """One poll cycle over every target; returns the number of actions whose status changed."""
+    with telemetry.POLL_SECONDS.time():
+        return _poll_all(context)
+
+
+def _poll_all(context: Context) -> int:
     with context.read() as session:
         by_target: dict[str, list[Action]] = defaultdict(list)
         for action in pollable(session, utcnow()):
@@ -124,10 +130,15 @@ def poll_all(context: Context) -> int:
             continue
         keys = [a.tracker_key for a in group if a.tracker_key]
         try:
-            result = tracker.poll(target, keys, cursors.get(key))
+            with bound(target=key):
+                result = tracker.poll(target, keys, cursors.get(key))
         except TrackerError as exc:
-            log.warning("poll of %s failed: %s", key, exc.message)
+            with bound(target=key):
+                log.warning("poll of %s failed: %s", key, exc.message)
+            telemetry.TRACKER_CALLS.labels("poll", "retry_later" if isinstance(exc, RetryLater) else "failed").inc()
+            telemetry.POLL_ERRORS.labels(target.kind).inc()
             continue
+        telemetry.TRACKER_CALLS.labels("poll", "ok").inc()
         with context.write() as session:
             for action in group:
                 fresh = session.get(Action, action.id)
