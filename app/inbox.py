@@ -8,9 +8,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Integer, Text, UniqueConstraint, bindparam, column, update
+from sqlalchemy import select as sa_select
+from sqlalchemy import values as sa_values
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, Session, SQLModel
 
 from app.db import EnumText, UTCDateTime, is_postgres, utcnow
 
@@ -122,14 +124,50 @@ def _insert_statement(postgres: bool) -> Any:
     )
 
 
-def claim_pending(session: Session, limit: int) -> list[InboundEvent]:
+@dataclass(frozen=True)
+class Pending:
+    """A stored alert event still to be applied, as much of its row as applying needs."""
+
+    id: int
+    source: str
+    body: str
+    received_at: datetime
+
+
+def claim_pending(session: Session, limit: int) -> list[Pending]:
     """Accepted events not yet applied, oldest first; locked so concurrent workers take different ones."""
+    table = InboundEvent.__table__  # type: ignore[attr-defined]
     query = (
-        select(InboundEvent)
-        .where(InboundEvent.processed_at.is_(None))  # type: ignore[union-attr]
-        .order_by(InboundEvent.processed_at, InboundEvent.id)  # type: ignore[arg-type]
+        sa_select(table.c.id, table.c.source, table.c.body, table.c.received_at)
+        .where(table.c.processed_at.is_(None))
+        .order_by(table.c.processed_at, table.c.id)
         .limit(limit)
     )
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
-    return list(session.exec(query).all())
+    return [Pending(*row) for row in session.execute(query)]
+
+
+def mark_processed(session: Session, applied: dict[int, int], failed: dict[int, str], at: datetime) -> None:
+    """Record what became of claimed events: applied to which incident, or failed with which reason."""
+    table = InboundEvent.__table__  # type: ignore[attr-defined]
+    if applied and is_postgres(session):
+        # One statement for the whole batch: a thousand single-row UPDATEs cost a thousand statements even pipelined.
+        pairs = sa_values(column("id", Integer), column("incident_id", Integer), name="applied")
+        rows = pairs.data(list(applied.items()))
+        session.execute(
+            update(table).where(table.c.id == rows.c.id).values(incident_id=rows.c.incident_id, processed_at=at)
+        )
+    elif applied:  # SQLite takes no column names on a VALUES list; its statements cost no round trip anyway
+        by_id = update(table).where(table.c.id == bindparam("row_id"))
+        session.execute(
+            by_id.values(incident_id=bindparam("incident"), processed_at=at),
+            [{"row_id": i, "incident": incident} for i, incident in applied.items()],
+        )
+    if failed:
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("row_id"))
+            .values(status=DeliveryStatus.FAILED, reason=bindparam("why"), processed_at=at),
+            [{"row_id": i, "why": reason} for i, reason in failed.items()],
+        )

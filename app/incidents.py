@@ -100,20 +100,29 @@ def fingerprint_for(source: str, service: str | None, title: str, dedup_key: str
     return hashlib.sha256(basis.encode()).hexdigest()[:32]
 
 
-def settle(mappings: Mappings, incident: Incident, progress: Progress) -> None:
-    """Write what the timeline now says into the incident's fields, and keep the progress for the next events."""
+def settled(mappings: Mappings, source: str, external_id: str, title: str, progress: Progress) -> dict[str, Any]:
+    """The incident's fields as its timeline now says them (`title`: its title so far), and the progress kept for its
+    next events."""
     state = progress.state()
     snap = state.snapshot
-    incident.title = snap.title or incident.title or f"{incident.source} incident {incident.external_id}"
-    incident.service, incident.team, incident.url = snap.service, snap.team, snap.url
-    incident.priority, incident.urgency, incident.dedup_key = snap.priority, snap.urgency, snap.dedup_key
-    incident.severity = severity_for(mappings, incident.source, snap.priority, snap.urgency)
-    incident.status = state.status
-    incident.triggered_at, incident.acknowledged_at = state.triggered_at, state.acknowledged_at
-    incident.resolved_at = state.resolved_at
-    incident.fingerprint = fingerprint_for(incident.source, snap.service, incident.title, snap.dedup_key)
-    incident.progress = progress.to_json()
-    incident.updated_at = utcnow()
+    title = snap.title or title or f"{source} incident {external_id}"
+    return {
+        "title": title,
+        "service": snap.service,
+        "team": snap.team,
+        "url": snap.url,
+        "priority": snap.priority,
+        "urgency": snap.urgency,
+        "dedup_key": snap.dedup_key,
+        "severity": severity_for(mappings, source, snap.priority, snap.urgency),
+        "status": state.status,
+        "triggered_at": state.triggered_at,
+        "acknowledged_at": state.acknowledged_at,
+        "resolved_at": state.resolved_at,
+        "fingerprint": fingerprint_for(source, snap.service, title, snap.dedup_key),
+        "progress": progress.to_json(),
+        "updated_at": utcnow(),
+    }
 
 
 def timeline(session: Session, incident_id: int) -> list[TimelineEntry]:
