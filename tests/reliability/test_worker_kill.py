@@ -19,6 +19,7 @@ from app import actions
 from app.api.main import create_app
 from app.context import Context, build_context
 from app.postmortems import Postmortem
+from connectors.targets import JiraTarget
 from tests.conftest import make_settings
 from tests.fakes.fake_jira import FakeJira
 from tests.reliability.support import Process, leaked, rows, service_env, start_worker, wait_until
@@ -47,7 +48,8 @@ def _queue_actions(context: Context, count: int) -> None:
         assert postmortem is not None
         for n in range(count):
             fields = {"title": f"Drain {n}", "owner": "alice@example.com", "due_date": date(2030, 1, 1) + timedelta(n)}
-            actions.add(session, context.mappings, postmortem, fields, [finding["id"]], JIRA_TARGET, author="test")
+            target = JiraTarget.model_validate(JIRA_TARGET)
+            actions.add(session, context.mappings, postmortem, fields, [finding["id"]], target, author="test")
 
 
 def _job_counts(url: str, kind: str = "file_action") -> Counter[str]:
@@ -70,8 +72,9 @@ def _stuck_claim(url: str, older_than: float) -> tuple[int, str] | None:
 def test_four_workers_one_killed_no_job_twice_none_lost(
     pg_url: str, tracker_mappings: Path, jira: FakeJira, tmp_path: Path
 ) -> None:
-    settings = make_settings(pg_url, mappings=tracker_mappings, jira_url=jira.url, jira_user=jira.user)
-    settings.jira_token = JIRA_TOKEN
+    settings = make_settings(
+        pg_url, mappings=tracker_mappings, jira_url=jira.url, jira_user=jira.user, jira_token=JIRA_TOKEN
+    )
     context = build_context(settings)
     try:
         _queue_actions(context, JOBS)
