@@ -3,13 +3,13 @@ postmortem progress. Every figure carries the number of incidents, postmortems o
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Float, case, cast, distinct, extract, func, literal
+from sqlalchemy import Date, Float, case, cast, distinct, extract, func, literal
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import aliased
@@ -20,7 +20,7 @@ from app.db import is_postgres
 from app.findings import Finding
 from app.incidents import Incident
 from app.postmortems import UNPUBLISHED, Postmortem
-from app.vocabulary import CLOSED, ActionStatus, IncidentStatus
+from app.vocabulary import CLOSED, ActionStatus, IncidentStatus, Severity
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,8 @@ def summary(
     team: str | None = None,
     today: date,
 ) -> Summary:
-    """All figures for one window; a handful of queries, each selecting only the columns it needs.
+    """All figures for one window, in one aggregate query per table (incidents, actions, postmortems, findings):
+    each answers a single row of labelled figures, and no row of the table leaves the database.
 
     - incidents, MTTA, MTTR, MTTD and recurrences: incidents triggered in [since, until) of that service/team.
       MTTA = first acknowledge - trigger (incidents never acknowledged are left out); MTTR = last resolve -
@@ -146,58 +147,81 @@ def summary(
       Negative deltas (clock skew between sources, or an alert that fired before impact) count as 0.
     - postmortems and recurrence by category: postmortems covering at least one incident in the window.
     - actions: created in [since, until), of postmortems covering an incident of that service/team.
+
+    A figure for another issue is one more labelled column in the pass over its table (see `_one_row`).
     """
     window = Window(since, until, service, team, today)
-    mtta, mttr, mttd = _incident_durations(session, window)
+    incident_figures, mtta, mttr, mttd, recurrence = _incident_pass(session, window)
     return Summary(
         window=window,
-        incidents=_incident_counts(session, window),
+        incidents=incident_figures,
         mtta=mtta,
         mttr=mttr,
         mttd=mttd,
-        recurrence=_recurrence(session, window),
-        actions=_actions(session, window),
-        postmortems=_postmortems(session, window),
+        recurrence=replace(recurrence, by_category=_recurrence_by_category(session, window)),
+        actions=_action_pass(session, window),
+        postmortems=_postmortem_pass(session, window),
     )
 
 
-def _seconds(start: datetime | None, end: datetime | None) -> float | None:
-    return None if start is None or end is None else max((end - start).total_seconds(), 0.0)
+def _one_row(session: Session, query: Any) -> dict[str, Any]:
+    """The labelled aggregates of `query` (one row) by label."""
+    return dict(session.execute(query).one()._mapping)
 
 
-def _duration_stats(
-    session: Session, pairs: Sequence[tuple[Any, Any]], build: Callable[[list[Any]], Any]
-) -> list[Durations]:
-    """Durations of end - start for each (start, end) pair of columns; `build` makes the query selecting them.
+def _durations(session: Session, name: str, start: Any, end: Any) -> list[Any]:
+    """Labelled aggregates for the durations end - start (negative ones count as 0; a NULL end or start leaves the
+    row out), read back by `_durations_of`.
 
-    PostgreSQL aggregates in SQL (percentile_cont is the same linear interpolation as `quantile`), so no row
-    leaves the database; SQLite hands over the timestamps and Python does the arithmetic.
+    PostgreSQL: count, percentile_cont over an array of fractions (one sort gives both quantiles; the same linear
+    interpolation as `quantile`) and avg. SQLite has no ordered-set aggregates: an aggregate function of our own
+    (`_SQLiteDurations`) takes the stored timestamps and does the exact arithmetic `durations` does.
     """
     if not is_postgres(session):
-        rows = session.execute(build([column for pair in pairs for column in pair])).all()
-        deltas = [[_seconds(row[2 * i], row[2 * i + 1]) for row in rows] for i in range(len(pairs))]
-        return [durations([d for d in column if d is not None]) for column in deltas]
-    # EXTRACT gives numeric seconds, exact to the microsecond; negative deltas count as 0, as in _seconds.
-    # (Not GREATEST(x, 0): PostgreSQL's ignores NULL, which would turn "not measurable" into 0.)
-    differences = [cast(extract("epoch", end - start), Float) for start, end in pairs]
-    seconds = [case((delta < 0, 0.0), else_=delta).label(f"d{i}") for i, delta in enumerate(differences)]
-    sub = build(seconds).subquery()
-    # One sort per column gives both quantiles: percentile_cont over an array of fractions.
+        _register_sqlite_aggregates(session)
+        return [func.aftermath_durations(start, end).label(name)]
+    # EXTRACT gives numeric seconds, exact to the microsecond. (Not GREATEST(x, 0): PostgreSQL's ignores NULL, which
+    # would turn "not measurable" into 0.)
+    delta = cast(extract("epoch", end - start), Float)
+    seconds = case((delta < 0, 0.0), else_=delta)
     quantiles = postgresql.array([literal(0.5, Float), literal(0.9, Float)])
-    stats: list[Any] = []
-    for i in range(len(pairs)):
-        column = sub.c[f"d{i}"]
-        stats += [func.count(column), func.percentile_cont(quantiles).within_group(column), func.avg(column)]
-    row = session.execute(sa_select(*stats)).one()
-    result = []
-    for i in range(len(pairs)):
-        count, quantiles_found, mean = row[3 * i : 3 * i + 3]
-        if not count:
-            result.append(Durations(0, None, None, None))
-            continue
-        median, p90 = quantiles_found
-        result.append(Durations(int(count), round(median, 6), round(p90, 6), round(mean, 6)))
-    return result
+    return [
+        func.count(seconds).label(f"{name}_count"),
+        func.percentile_cont(quantiles).within_group(seconds).label(f"{name}_quantiles"),
+        func.avg(seconds).label(f"{name}_mean"),
+    ]
+
+
+def _durations_of(row: dict[str, Any], name: str) -> Durations:
+    if name in row:  # SQLite: the aggregate's JSON, or NULL over no rows at all
+        count, median, p90, mean = json.loads(row[name]) if row[name] else (0, None, None, None)
+    else:
+        count, quantiles, mean = row[f"{name}_count"], row[f"{name}_quantiles"], row[f"{name}_mean"]
+        median, p90 = quantiles if count else (None, None)
+    if not count:
+        return Durations(0, None, None, None)
+    return Durations(int(count), round(median, 6), round(p90, 6), round(mean, 6))
+
+
+class _SQLiteDurations:
+    """SQLite aggregate aftermath_durations(start, end): [count, median, p90, mean] of end - start, as JSON."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def step(self, start: str | None, end: str | None) -> None:
+        if start is not None and end is not None:
+            delta = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+            self.seconds.append(max(delta, 0.0))
+
+    def finalize(self) -> str:
+        found = durations(self.seconds)
+        return json.dumps([found.count, found.median_seconds, found.p90_seconds, found.mean_seconds])
+
+
+def _register_sqlite_aggregates(session: Session) -> None:
+    driver = session.connection().connection.driver_connection
+    driver.create_aggregate("aftermath_durations", 2, _SQLiteDurations)  # type: ignore[union-attr]
 
 
 def _where_incident(query: Any, window: Window, incident: Any = Incident) -> Any:
@@ -216,26 +240,70 @@ def _where_owner(query: Any, window: Window, incident: Any = Incident) -> Any:
     return query
 
 
-def _incident_counts(session: Session, window: Window) -> IncidentFigures:
-    query = _where_incident(select(Incident.severity, func.count()), window).group_by(Incident.severity)
-    by_severity = {severity: int(count) for severity, count in session.exec(query).all()}
-    return IncidentFigures(sum(by_severity.values()), dict(sorted(by_severity.items())))
+def _count_if(condition: Any) -> Any:
+    return func.count(case((condition, 1)))
 
 
-def _incident_durations(session: Session, window: Window) -> list[Durations]:
-    """MTTA, MTTR and MTTD of the incidents in the window."""
+def _incident_pass(
+    session: Session, window: Window
+) -> tuple[IncidentFigures, Durations, Durations, Durations, RecurrenceFigures]:
+    """Counts by severity, MTTA/MTTR/MTTD and the recurrence split, over the window's incidents, in one query.
+
+    Each recurring incident is classified by the earlier postmortem's actions at its trigger time. "After all
+    actions done": the earlier postmortem has actions, each done or won't-do with closed_at at or before the
+    recurrence was triggered. "With actions open": any action still open at that time (a closed action without
+    closed_at counts as open: when it closed is unknown). "Without actions": none recorded.
+    """
     triggered, acknowledged = col(Incident.triggered_at), col(Incident.acknowledged_at)
     resolved = case((col(Incident.status) == IncidentStatus.RESOLVED, col(Incident.resolved_at)))
-    impact_start = col(Postmortem.impact_start)
+    earlier = aliased(Incident)
+    per_postmortem = _earlier_actions(window)
+    actions, unclosed, last_closed = per_postmortem.c.actions, per_postmortem.c.unclosed, per_postmortem.c.last_closed
+    recurring = col(Incident.recurrence_of).is_not(None)
+    all_done = (actions > 0) & (unclosed == 0) & triggered.is_not(None) & (last_closed <= triggered)
+    columns = [
+        func.count().label("incidents"),
+        *(_count_if(col(Incident.severity) == severity).label(f"severity_{severity}") for severity in Severity),
+        *_durations(session, "mtta", triggered, acknowledged),
+        *_durations(session, "mttr", triggered, resolved),
+        *_durations(session, "mttd", col(Postmortem.impact_start), triggered),
+        _count_if(recurring).label("recurring"),
+        _count_if(recurring & all_done).label("after_done"),
+        _count_if(recurring & (func.coalesce(actions, 0) == 0)).label("without"),
+    ]
+    query = (
+        sa_select(*columns)
+        .select_from(Incident)
+        .outerjoin(Postmortem, col(Incident.postmortem_id) == col(Postmortem.id))
+        .outerjoin(earlier, col(Incident.recurrence_of) == earlier.id)
+        .outerjoin(per_postmortem, per_postmortem.c.postmortem_id == earlier.postmortem_id)
+    )
+    row = _one_row(session, _where_incident(query, window))
+    by_severity = {str(s): int(row[f"severity_{s}"]) for s in Severity if row[f"severity_{s}"]}
+    count, after_done, without = int(row["recurring"]), int(row["after_done"]), int(row["without"])
+    recurrence = RecurrenceFigures(count, after_done, count - after_done - without, without, {})
+    return (
+        IncidentFigures(int(row["incidents"]), dict(sorted(by_severity.items()))),
+        _durations_of(row, "mtta"),
+        _durations_of(row, "mttr"),
+        _durations_of(row, "mttd"),
+        recurrence,
+    )
 
-    def build(columns: list[Any]) -> Any:
-        # SQLModel's select() is typed for at most four columns; SQLAlchemy's takes any number.
-        query = sa_select(*columns).select_from(Incident)
-        query = query.outerjoin(Postmortem, col(Incident.postmortem_id) == col(Postmortem.id))
-        return _where_incident(query, window)
 
-    return _duration_stats(
-        session, [(triggered, acknowledged), (triggered, resolved), (impact_start, triggered)], build
+def _earlier_actions(window: Window) -> Any:
+    """Per postmortem whose incident recurred in the window: its actions, those not closed in time, the last close."""
+    closed_in_time = col(Action.status).in_(CLOSED) & col(Action.closed_at).is_not(None)
+    return (
+        select(
+            col(Action.postmortem_id).label("postmortem_id"),
+            func.count().label("actions"),
+            func.sum(case((closed_in_time, 0), else_=1)).label("unclosed"),
+            func.max(Action.closed_at).label("last_closed"),
+        )
+        .where(col(Action.postmortem_id).in_(_recurred_postmortems(window)))
+        .group_by(col(Action.postmortem_id))
+        .subquery()
     )
 
 
@@ -249,45 +317,6 @@ def _recurred_postmortems(window: Window | None) -> Any:
     recurring, earlier = aliased(Incident), aliased(Incident)
     query = select(earlier.postmortem_id).join(recurring, col(recurring.recurrence_of) == col(earlier.id))
     return query if window is None else _where_incident(query, window, recurring)
-
-
-def _recurrence(session: Session, window: Window) -> RecurrenceFigures:
-    """Each recurring incident in the window is classified by the earlier postmortem's actions at its trigger time.
-
-    "After all actions done": the earlier postmortem has actions, each done or won't-do with closed_at at or
-    before the recurrence was triggered. "With actions open": any action still open at that time (a closed
-    action without closed_at counts as open: when it closed is unknown). "Without actions": none recorded.
-    """
-    recurring, earlier = aliased(Incident), aliased(Incident)
-    closed_in_time = col(Action.status).in_(CLOSED) & col(Action.closed_at).is_not(None)
-    per_postmortem = (
-        select(
-            col(Action.postmortem_id).label("postmortem_id"),
-            func.count().label("actions"),
-            func.sum(case((closed_in_time, 0), else_=1)).label("unclosed"),
-            func.max(Action.closed_at).label("last_closed"),
-        )
-        .where(col(Action.postmortem_id).in_(_recurred_postmortems(window)))
-        .group_by(col(Action.postmortem_id))
-        .subquery()
-    )
-    query = (
-        select(
-            recurring.triggered_at, per_postmortem.c.actions, per_postmortem.c.unclosed, per_postmortem.c.last_closed
-        )
-        .join(earlier, col(recurring.recurrence_of) == col(earlier.id))
-        .outerjoin(per_postmortem, per_postmortem.c.postmortem_id == earlier.postmortem_id)
-    )
-    rows = session.exec(_where_incident(query, window, recurring)).all()
-    after_done = with_open = without = 0
-    for triggered, actions, unclosed, last_closed in rows:
-        if not actions:
-            without += 1
-        elif not unclosed and triggered is not None and last_closed is not None and last_closed <= triggered:
-            after_done += 1
-        else:
-            with_open += 1
-    return RecurrenceFigures(len(rows), after_done, with_open, without, _recurrence_by_category(session, window))
 
 
 def _recurrence_by_category(session: Session, window: Window) -> dict[str, CategoryRecurrence]:
@@ -308,33 +337,30 @@ def _recurrence_by_category(session: Session, window: Window) -> dict[str, Categ
     }
 
 
-def _actions(session: Session, window: Window) -> ActionFigures:
-    """Counts by status and overdue (due before today, not done or won't-do) in one GROUP BY.
+def _action_pass(session: Session, window: Window) -> ActionFigures:
+    """Counts by status, overdue (due before today, not done or won't-do), and days to done, in one query.
 
     Completion rate = done / (all - won't do): a won't-do is a decision, neither completed nor outstanding work.
     Median days to done: closed_at - created_at of done actions, in days (closed_at unknown: left out).
     """
-    overdue = func.sum(case((col(Action.due_date) < window.today, 1), else_=0))
-    query = _where_action(select(Action.status, func.count(), overdue), window).group_by(Action.status)
-    by_status: Counter[str] = Counter()
-    late = 0
-    for status, count, overdue_count in session.exec(query).all():
-        by_status[status] += int(count)
-        late += int(overdue_count or 0) if status not in CLOSED else 0
+    status, created, closed = col(Action.status), col(Action.created_at), col(Action.closed_at)
+    done_closed = case(((status == ActionStatus.DONE) & closed.is_not(None), closed))
+    columns = [
+        *(_count_if(status == member).label(str(member)) for member in ActionStatus),
+        _count_if(status.not_in(CLOSED) & (col(Action.due_date) < window.today)).label("overdue"),
+        *_durations(session, "to_done", created, done_closed),
+    ]
+    row = _one_row(session, _where_action(sa_select(*columns).select_from(Action), window))
+    by_status = {member: int(row[str(member)]) for member in ActionStatus}
     total = sum(by_status.values())
     measured = total - by_status[ActionStatus.WONT_DO]
     completion = Ratio(by_status[ActionStatus.DONE] / measured if measured else None, measured)
-    created, closed = col(Action.created_at), col(Action.closed_at)
-
-    def build(columns: list[Any]) -> Any:
-        return _where_action(sa_select(*columns), window).where(Action.status == ActionStatus.DONE, closed.is_not(None))
-
-    (to_done,) = _duration_stats(session, [(created, closed)], build)
+    to_done = _durations_of(row, "to_done")
     median = None if to_done.median_seconds is None else round(to_done.median_seconds / 86400, 6)
     return ActionFigures(
         count=total,
-        **{status: by_status[status] for status in ActionStatus},
-        overdue=late,
+        **{str(member): n for member, n in by_status.items()},
+        overdue=int(row["overdue"]),
         completion_rate=completion,
         median_days_to_done=Ratio(median, to_done.count),
     )
@@ -351,16 +377,21 @@ def _where_action(query: Any, window: Window) -> Any:
     return query
 
 
-def _postmortems(session: Session, window: Window) -> PostmortemFigures:
+def _postmortem_pass(session: Session, window: Window) -> PostmortemFigures:
     """Published on time: published_at (UTC date) on or before review_due; no review_due, never on time.
 
     Overdue: still draft or in review after its review due date.
     """
-    query = select(col(Postmortem.status), col(Postmortem.published_at), col(Postmortem.review_due)).where(
-        col(Postmortem.id).in_(_postmortems_in_window(window))
-    )
-    rows = session.exec(query).all()
-    published = [(at, due) for _status, at, due in rows if at is not None]
-    on_time = sum(1 for at, due in published if due is not None and at.date() <= due)
-    overdue = sum(1 for status, _at, due in rows if due is not None and due < window.today and status in UNPUBLISHED)
-    return PostmortemFigures(len(rows), len(rows), len(published), on_time, overdue)
+    published, due = col(Postmortem.published_at), col(Postmortem.review_due)
+    # The UTC date of a timestamp: PostgreSQL converts it (a session may have another time zone); SQLite keeps UTC text.
+    published_on = cast(func.timezone("UTC", published), Date) if is_postgres(session) else func.date(published)
+    columns = [
+        func.count().label("count"),
+        func.count(published).label("published"),
+        _count_if(published.is_not(None) & due.is_not(None) & (published_on <= due)).label("on_time"),
+        _count_if((due < window.today) & col(Postmortem.status).in_(UNPUBLISHED)).label("overdue"),
+    ]
+    query = sa_select(*columns).where(col(Postmortem.id).in_(_postmortems_in_window(window)))
+    row = _one_row(session, query)
+    count = int(row["count"])
+    return PostmortemFigures(count, count, int(row["published"]), int(row["on_time"]), int(row["overdue"]))

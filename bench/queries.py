@@ -60,7 +60,7 @@ SELECT g, 1 + (g - 1) % {POSTMORTEMS},
        'Finding ' || g, 'Evidence for finding ' || g, 'cat-' || (g % 25), '[]'::json, now(), now()
 FROM generate_series(1, {FINDINGS}) g;
 
-INSERT INTO action (id, postmortem_id, title, description, kind, owner, due_date, priority, success_metric, tracker,
+INSERT INTO action (id, postmortem_id, title, description, kind, owner, due_date, priority, success_metric, target,
                     tracker_kind, tracker_key, tracker_url, tracker_status, tracker_state, status, filed_at, closed_at,
                     created_at, updated_at)
 SELECT g, 1 + (g - 1) % {POSTMORTEMS}, 'Action ' || g, 'Do the thing number ' || g,
