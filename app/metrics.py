@@ -3,19 +3,18 @@ postmortem progress. Every figure carries the number of incidents, postmortems o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Date, Float, case, cast, distinct, extract, func, literal
+from sqlalchemy import Date, case, cast, func
 from sqlalchemy import select as sa_select
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from app.actions import Action
+from app.aggregates import count_if, duration_columns, durations_from, one_row, run_passes
 from app.db import is_postgres
 from app.findings import Finding
 from app.incidents import Incident
@@ -151,77 +150,20 @@ def summary(
     A figure for another issue is one more labelled column in the pass over its table (see `_one_row`).
     """
     window = Window(since, until, service, team, today)
-    incident_figures, mtta, mttr, mttd, recurrence = _incident_pass(session, window)
+    passes = run_passes(
+        session, window, [_incident_pass, _recurrence_pass, _recurrence_by_category, _action_pass, _postmortem_pass]
+    )
+    (incident_figures, mtta, mttr, mttd), recurrence, by_category, actions, postmortems = passes
     return Summary(
         window=window,
         incidents=incident_figures,
         mtta=mtta,
         mttr=mttr,
         mttd=mttd,
-        recurrence=replace(recurrence, by_category=_recurrence_by_category(session, window)),
-        actions=_action_pass(session, window),
-        postmortems=_postmortem_pass(session, window),
+        recurrence=replace(recurrence, by_category=by_category),
+        actions=actions,
+        postmortems=postmortems,
     )
-
-
-def _one_row(session: Session, query: Any) -> dict[str, Any]:
-    """The labelled aggregates of `query` (one row) by label."""
-    return dict(session.execute(query).one()._mapping)
-
-
-def _durations(session: Session, name: str, start: Any, end: Any) -> list[Any]:
-    """Labelled aggregates for the durations end - start (negative ones count as 0; a NULL end or start leaves the
-    row out), read back by `_durations_of`.
-
-    PostgreSQL: count, percentile_cont over an array of fractions (one sort gives both quantiles; the same linear
-    interpolation as `quantile`) and avg. SQLite has no ordered-set aggregates: an aggregate function of our own
-    (`_SQLiteDurations`) takes the stored timestamps and does the exact arithmetic `durations` does.
-    """
-    if not is_postgres(session):
-        _register_sqlite_aggregates(session)
-        return [func.aftermath_durations(start, end).label(name)]
-    # EXTRACT gives numeric seconds, exact to the microsecond. (Not GREATEST(x, 0): PostgreSQL's ignores NULL, which
-    # would turn "not measurable" into 0.)
-    delta = cast(extract("epoch", end - start), Float)
-    seconds = case((delta < 0, 0.0), else_=delta)
-    quantiles = postgresql.array([literal(0.5, Float), literal(0.9, Float)])
-    return [
-        func.count(seconds).label(f"{name}_count"),
-        func.percentile_cont(quantiles).within_group(seconds).label(f"{name}_quantiles"),
-        func.avg(seconds).label(f"{name}_mean"),
-    ]
-
-
-def _durations_of(row: dict[str, Any], name: str) -> Durations:
-    if name in row:  # SQLite: the aggregate's JSON, or NULL over no rows at all
-        count, median, p90, mean = json.loads(row[name]) if row[name] else (0, None, None, None)
-    else:
-        count, quantiles, mean = row[f"{name}_count"], row[f"{name}_quantiles"], row[f"{name}_mean"]
-        median, p90 = quantiles if count else (None, None)
-    if not count:
-        return Durations(0, None, None, None)
-    return Durations(int(count), round(median, 6), round(p90, 6), round(mean, 6))
-
-
-class _SQLiteDurations:
-    """SQLite aggregate aftermath_durations(start, end): [count, median, p90, mean] of end - start, as JSON."""
-
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-
-    def step(self, start: str | None, end: str | None) -> None:
-        if start is not None and end is not None:
-            delta = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
-            self.seconds.append(max(delta, 0.0))
-
-    def finalize(self) -> str:
-        found = durations(self.seconds)
-        return json.dumps([found.count, found.median_seconds, found.p90_seconds, found.mean_seconds])
-
-
-def _register_sqlite_aggregates(session: Session) -> None:
-    driver = session.connection().connection.driver_connection
-    driver.create_aggregate("aftermath_durations", 2, _SQLiteDurations)  # type: ignore[union-attr]
 
 
 def _where_incident(query: Any, window: Window, incident: Any = Incident) -> Any:
@@ -240,71 +182,62 @@ def _where_owner(query: Any, window: Window, incident: Any = Incident) -> Any:
     return query
 
 
-def _count_if(condition: Any) -> Any:
-    return func.count(case((condition, 1)))
-
-
-def _incident_pass(
-    session: Session, window: Window
-) -> tuple[IncidentFigures, Durations, Durations, Durations, RecurrenceFigures]:
-    """Counts by severity, MTTA/MTTR/MTTD and the recurrence split, over the window's incidents, in one query.
-
-    Each recurring incident is classified by the earlier postmortem's actions at its trigger time. "After all
-    actions done": the earlier postmortem has actions, each done or won't-do with closed_at at or before the
-    recurrence was triggered. "With actions open": any action still open at that time (a closed action without
-    closed_at counts as open: when it closed is unknown). "Without actions": none recorded.
-    """
+def _incident_pass(session: Session, window: Window) -> tuple[IncidentFigures, Durations, Durations, Durations]:
+    """Counts by severity and MTTA/MTTR/MTTD over the window's incidents, in one query."""
     triggered, acknowledged = col(Incident.triggered_at), col(Incident.acknowledged_at)
     resolved = case((col(Incident.status) == IncidentStatus.RESOLVED, col(Incident.resolved_at)))
-    earlier = aliased(Incident)
-    per_postmortem = _earlier_actions(window)
-    actions, unclosed, last_closed = per_postmortem.c.actions, per_postmortem.c.unclosed, per_postmortem.c.last_closed
-    recurring = col(Incident.recurrence_of).is_not(None)
-    all_done = (actions > 0) & (unclosed == 0) & triggered.is_not(None) & (last_closed <= triggered)
     columns = [
         func.count().label("incidents"),
-        *(_count_if(col(Incident.severity) == severity).label(f"severity_{severity}") for severity in Severity),
-        *_durations(session, "mtta", triggered, acknowledged),
-        *_durations(session, "mttr", triggered, resolved),
-        *_durations(session, "mttd", col(Postmortem.impact_start), triggered),
-        _count_if(recurring).label("recurring"),
-        _count_if(recurring & all_done).label("after_done"),
-        _count_if(recurring & (func.coalesce(actions, 0) == 0)).label("without"),
+        *(count_if(col(Incident.severity) == severity).label(f"severity_{severity}") for severity in Severity),
+        *duration_columns(session, "mtta", triggered, acknowledged),
+        *duration_columns(session, "mttr", triggered, resolved),
+        *duration_columns(session, "mttd", col(Postmortem.impact_start), triggered),
     ]
-    query = (
-        sa_select(*columns)
-        .select_from(Incident)
-        .outerjoin(Postmortem, col(Incident.postmortem_id) == col(Postmortem.id))
-        .outerjoin(earlier, col(Incident.recurrence_of) == earlier.id)
-        .outerjoin(per_postmortem, per_postmortem.c.postmortem_id == earlier.postmortem_id)
-    )
-    row = _one_row(session, _where_incident(query, window))
+    query = sa_select(*columns).select_from(Incident)
+    query = query.outerjoin(Postmortem, col(Incident.postmortem_id) == col(Postmortem.id))
+    row = one_row(session, _where_incident(query, window))
     by_severity = {str(s): int(row[f"severity_{s}"]) for s in Severity if row[f"severity_{s}"]}
-    count, after_done, without = int(row["recurring"]), int(row["after_done"]), int(row["without"])
-    recurrence = RecurrenceFigures(count, after_done, count - after_done - without, without, {})
     return (
         IncidentFigures(int(row["incidents"]), dict(sorted(by_severity.items()))),
-        _durations_of(row, "mtta"),
-        _durations_of(row, "mttr"),
-        _durations_of(row, "mttd"),
-        recurrence,
+        durations_from(row, "mtta"),
+        durations_from(row, "mttr"),
+        durations_from(row, "mttd"),
     )
 
 
-def _earlier_actions(window: Window) -> Any:
-    """Per postmortem whose incident recurred in the window: its actions, those not closed in time, the last close."""
+def _recurrence_pass(session: Session, window: Window) -> RecurrenceFigures:
+    """The window's recurring incidents, each classified by the earlier postmortem's actions at its trigger time.
+
+    "After all actions done": the earlier postmortem has actions, each done or won't-do with closed_at at or
+    before the recurrence was triggered. "With actions open": any action still open at that time (a closed
+    action without closed_at counts as open: when it closed is unknown). "Without actions": none recorded.
+    Read from the recurring incidents only (few), each with its earlier postmortem's action figures.
+    """
+    recurring, earlier = aliased(Incident), aliased(Incident)
+    of_earlier = col(Action.postmortem_id) == earlier.postmortem_id
     closed_in_time = col(Action.status).in_(CLOSED) & col(Action.closed_at).is_not(None)
-    return (
+    per_incident: Any = (
         select(
-            col(Action.postmortem_id).label("postmortem_id"),
-            func.count().label("actions"),
-            func.sum(case((closed_in_time, 0), else_=1)).label("unclosed"),
-            func.max(Action.closed_at).label("last_closed"),
+            col(recurring.triggered_at).label("triggered"),
+            select(func.count()).where(of_earlier).scalar_subquery().label("actions"),
+            select(func.count()).where(of_earlier, ~closed_in_time).scalar_subquery().label("unclosed"),
+            select(func.max(Action.closed_at)).where(of_earlier).scalar_subquery().label("last_closed"),
         )
-        .where(col(Action.postmortem_id).in_(_recurred_postmortems(window)))
-        .group_by(col(Action.postmortem_id))
-        .subquery()
+        .join(earlier, col(recurring.recurrence_of) == col(earlier.id))
+        .where(col(recurring.recurrence_of).is_not(None))
     )
+    sub = _where_incident(per_incident, window, recurring).subquery()
+    all_done = (sub.c.actions > 0) & (sub.c.unclosed == 0) & (sub.c.last_closed <= sub.c.triggered)
+    row = one_row(
+        session,
+        sa_select(
+            func.count().label("recurring"),
+            count_if(all_done).label("after_done"),
+            count_if(sub.c.actions == 0).label("without"),
+        ),
+    )
+    count, after_done, without = int(row["recurring"]), int(row["after_done"]), int(row["without"])
+    return RecurrenceFigures(count, after_done, count - after_done - without, without, {})
 
 
 def _postmortems_in_window(window: Window) -> Any:
@@ -316,23 +249,29 @@ def _recurred_postmortems(window: Window | None) -> Any:
     """Ids of postmortems whose incident recurred (the recurring incident in the window, when one is given)."""
     recurring, earlier = aliased(Incident), aliased(Incident)
     query = select(earlier.postmortem_id).join(recurring, col(recurring.recurrence_of) == col(earlier.id))
+    # Said outright, so the planner starts from the few recurring incidents instead of hashing them all.
+    query = query.where(col(recurring.recurrence_of).is_not(None))
     return query if window is None else _where_incident(query, window, recurring)
 
 
 def _recurrence_by_category(session: Session, window: Window) -> dict[str, CategoryRecurrence]:
     """Per finding category: of the window's postmortems with such a finding, how many saw an incident of theirs
-    recur (an incident at any time, in or after the window, whose recurrence_of is one of their incidents)."""
-    recurred = _recurred_postmortems(None)
+    recur (an incident at any time, in or after the window, whose recurrence_of is one of their incidents).
+
+    Distinct (category, postmortem) pairs first, then counted per category: two hash aggregates instead of the
+    sort that COUNT(DISTINCT …) needs."""
     pm = col(Finding.postmortem_id)
-    query = (
-        select(Finding.category, func.count(distinct(pm)), func.count(distinct(case((pm.in_(recurred), pm)))))
+    pairs = (
+        select(col(Finding.category).label("category"), pm.label("postmortem_id"))
         .where(pm.in_(_postmortems_in_window(window)), col(Finding.category).is_not(None))
-        .group_by(Finding.category)
-        .order_by(Finding.category)
+        .group_by(Finding.category, pm)
+        .subquery()
     )
+    recurred = pairs.c.postmortem_id.in_(_recurred_postmortems(None))
+    query = sa_select(pairs.c.category, func.count(), count_if(recurred)).group_by(pairs.c.category)
     return {
         category: CategoryRecurrence(total, hit, hit / total if total else None)
-        for category, total, hit in session.exec(query).all()
+        for category, total, hit in sorted(session.execute(query).all())
         if category is not None
     }
 
@@ -342,20 +281,20 @@ def _action_pass(session: Session, window: Window) -> ActionFigures:
 
     Completion rate = done / (all - won't do): a won't-do is a decision, neither completed nor outstanding work.
     Median days to done: closed_at - created_at of done actions, in days (closed_at unknown: left out).
+    (Not GROUP BY status: an ordered-set aggregate makes PostgreSQL sort all the actions by status first.)
     """
-    status, created, closed = col(Action.status), col(Action.created_at), col(Action.closed_at)
-    done_closed = case(((status == ActionStatus.DONE) & closed.is_not(None), closed))
+    status, closed = col(Action.status), col(Action.closed_at)
     columns = [
-        *(_count_if(status == member).label(str(member)) for member in ActionStatus),
-        _count_if(status.not_in(CLOSED) & (col(Action.due_date) < window.today)).label("overdue"),
-        *_durations(session, "to_done", created, done_closed),
+        *(count_if(status == member).label(str(member)) for member in ActionStatus),
+        count_if(status.not_in(CLOSED) & (col(Action.due_date) < window.today)).label("overdue"),
+        *duration_columns(session, "to_done", col(Action.created_at), case((status == ActionStatus.DONE, closed))),
     ]
-    row = _one_row(session, _where_action(sa_select(*columns).select_from(Action), window))
+    row = one_row(session, _where_action(sa_select(*columns).select_from(Action), window))
     by_status = {member: int(row[str(member)]) for member in ActionStatus}
     total = sum(by_status.values())
     measured = total - by_status[ActionStatus.WONT_DO]
     completion = Ratio(by_status[ActionStatus.DONE] / measured if measured else None, measured)
-    to_done = _durations_of(row, "to_done")
+    to_done = durations_from(row, "to_done")
     median = None if to_done.median_seconds is None else round(to_done.median_seconds / 86400, 6)
     return ActionFigures(
         count=total,
@@ -388,10 +327,10 @@ def _postmortem_pass(session: Session, window: Window) -> PostmortemFigures:
     columns = [
         func.count().label("count"),
         func.count(published).label("published"),
-        _count_if(published.is_not(None) & due.is_not(None) & (published_on <= due)).label("on_time"),
-        _count_if((due < window.today) & col(Postmortem.status).in_(UNPUBLISHED)).label("overdue"),
+        count_if(published.is_not(None) & due.is_not(None) & (published_on <= due)).label("on_time"),
+        count_if((due < window.today) & col(Postmortem.status).in_(UNPUBLISHED)).label("overdue"),
     ]
     query = sa_select(*columns).where(col(Postmortem.id).in_(_postmortems_in_window(window)))
-    row = _one_row(session, query)
+    row = one_row(session, query)
     count = int(row["count"])
     return PostmortemFigures(count, count, int(row["published"]), int(row["on_time"]), int(row["overdue"]))
