@@ -22,6 +22,7 @@ from app.mappings import load_mappings
 from app.settings import SettingsError, load_settings
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable (see app/telemetry.py)
+PULSE_VARIABLE = "AFTERMATH_INGEST_PULSE"  # app.ingest.PULSE_VARIABLE (not imported here: see _shared_folder)
 
 cli = typer.Typer(
     help="Aftermath: alert webhooks to postmortem actions in your tracker, with a ledger.",
@@ -48,15 +49,18 @@ def _context(announce: bool = False) -> Context:
     return context
 
 
-def _share_metrics() -> Path:
-    """Every process of this server (uvicorn's, the embedded worker) counts into one folder that /metrics sums.
-    prometheus-client reads the variable when it is first imported, which must therefore not have happened yet."""
+def _shared_folder() -> Path:
+    """Files every process of this server shares (uvicorn's, the embedded worker's): the folder its metrics are
+    counted in, summed by /metrics (prometheus-client reads the variable when it is first imported, which must
+    therefore not have happened yet), and the ingest pulse."""
     if "prometheus_client.values" in sys.modules:
         raise RuntimeError("prometheus_client was imported before `serve` chose where its metrics live")
-    folder = Path(tempfile.gettempdir()) / f"aftermath-metrics-{os.getpid()}"
+    folder = Path(tempfile.gettempdir()) / f"aftermath-serve-{os.getpid()}"
     shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    os.environ[MULTIPROCESS_DIR] = str(folder)
+    (folder / "metrics").mkdir(parents=True)
+    os.environ[MULTIPROCESS_DIR] = str(folder / "metrics")
+    # The group commits' pulse (app/ingest.py), by which the embedded worker's process yields to ingest.
+    os.environ[PULSE_VARIABLE] = str(folder / "ingest-pulse")
     return folder
 
 
@@ -128,7 +132,7 @@ def serve(
     """Migrate the database, then serve the API (and the embedded worker unless AFTERMATH_WORKER=off)."""
     import uvicorn
 
-    metrics_folder = _share_metrics()
+    shared = _shared_folder()
     worker = None
     try:
         context = _context(announce=True)
@@ -146,7 +150,7 @@ def serve(
     finally:
         if worker is not None:
             embedded.stop(worker)
-        shutil.rmtree(metrics_folder, ignore_errors=True)
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 @cli.command()

@@ -100,7 +100,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # 100 per connection, and a batched INSERT has a different text for every batch size, so the group commit kept
     # preparing and deallocating; that cost several times the insert itself. Planning these queries is cheap.
     connect_args = {"prepare_threshold": None, **kwargs.pop("connect_args", {})}
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+    return create_engine(url, connect_args=connect_args, **{"pool_pre_ping": True, **kwargs})
 
 
 # One lock per SQLite engine: writers of this process queue on it, and are handed the turn the moment the previous

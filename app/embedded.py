@@ -13,7 +13,8 @@ from types import FrameType
 
 log = logging.getLogger(__name__)
 # Nice: while webhooks arrive the server process, not the worker, gets the CPU; the backlog waits durably in the inbox
-# and the worker takes every idle cycle. (A thread in the server process had to pause itself to get the same.)
+# and the worker takes every idle cycle. That covers the worker's own CPU, not its database server process's: the
+# applier also pauses while the server's group commits are busy (app/ingest.py's shared pulse).
 NICENESS = 10
 PARENT_CHECK = 0.5  # seconds between checks that the server is still there: a worker must not outlive it
 
