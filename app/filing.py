@@ -146,6 +146,7 @@ def file_action(context: Context, job: Job) -> Outcome:
     if action.tracker_key:
         return Done()
     tracker, target, draft = _tracker_and_draft(context, action, postmortem, found)
+    log.info("filing action %s in %s (attempt %d)", action.id, target.name, job.attempts)
     ref = None
     if job.attempts > 1:
         # No attempt can have created the issue before the job existed (a minute's slack for clock skew).
@@ -207,6 +208,7 @@ def _record_filed(session: Session, action_id: int, ref: IssueRef, *, repair_bac
     action.status, action.tracker_status, action.last_error = ActionStatus.OPEN, None, None
     action.updated_at = utcnow()
     session.add(action)
+    log.info("action %s filed as %s (%s)", action.id, ref.key, ref.url)
     ledger.append(
         session,
         kind=LedgerKind.FILED,
