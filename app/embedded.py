@@ -1,5 +1,6 @@
-"""The embedded worker of `aftermath serve`: the worker's loops in a process of their own, started and stopped with
-the server, so that applying the inbox never competes with serving requests for one interpreter lock."""
+"""The embedded worker of `aftermath serve` on PostgreSQL: the worker's loops in a process of their own, started and
+stopped with the server, so that applying the inbox never competes with serving requests for one interpreter lock.
+(On SQLite the loops run as threads of the server process: see app/cli.py.)"""
 
 from __future__ import annotations
 

@@ -33,7 +33,8 @@ ERROR_PAUSE = 5.0  # after a database error, before a loop tries again
 # Events per apply transaction: large when nothing else wants the database (each batch reads and writes each of its
 # incidents once), small while webhooks arrive in this process (on SQLite a batch holds the one write lock that the
 # next group commit waits for).
-APPLY_BATCH, APPLY_BATCH_UNDER_INGEST = 500, 50
+APPLY_BATCH = 500
+APPLY_BATCH_UNDER_INGEST = {"sqlite": 10, "postgresql": 50}  # SQLite: about 3 ms of holding its one write lock
 APPLY_IDLE = 0.1  # with nothing to apply and no signal from an ingest in this process, look again this often
 INGEST_SHARE = 2.0  # while webhooks arrive, pause twice as long as the batch took: ingest gets two thirds or more
 MAX_PAUSE = 0.25  # the applier still applies at least a batch per quarter second under any load
@@ -89,8 +90,8 @@ class Worker:
         while not self._stop.is_set():
             self.context.inbox_signal.clear()
             started = time.monotonic()
-            pressed = ingest.busy(engine)
-            applied = self.apply_batch(APPLY_BATCH_UNDER_INGEST if pressed else APPLY_BATCH)
+            small = APPLY_BATCH_UNDER_INGEST.get(engine.dialect.name, 50)
+            applied = self.apply_batch(small if ingest.busy(engine) else APPLY_BATCH)
             total += applied
             if applied == 0:
                 return total
