@@ -27,7 +27,7 @@ def run_passes(session: Session, window: Any, passes: Sequence[Callable[[Session
     process; one after the other they took the sum of their times). SQLite: one after the other, in this session."""
     if not is_postgres(session) or len(passes) < 2:
         return [run(session, window) for run in passes]
-    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    # Valid while this session's transaction stays open, which it does until the caller is done with the summary.
     snapshot = session.execute(text("SELECT pg_export_snapshot()")).scalar_one()
     engine = session.get_bind()
 

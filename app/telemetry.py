@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from app.db import utcnow
+
 if TYPE_CHECKING:
     from app.applier import Outcome
 
@@ -54,8 +56,6 @@ def applied(outcome: Outcome, seconds: float) -> None:
         APPLIED.labels("failed").inc(outcome.failed)
     APPLY_BATCH.observe(seconds)
     if outcome.received:
-        from app.db import utcnow
-
         now = utcnow()
         for received in outcome.received:
             APPLY_LAG.observe(max((now - received).total_seconds(), 0.0))
