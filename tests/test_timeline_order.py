@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -15,6 +16,7 @@ from sqlmodel import select
 from app.context import Context
 from app.incidents import Incident, TimelineEntry
 from app.timeline import Fold, Progress, order_key, refold
+from connectors import pagerduty
 from tests.helpers import READ, apply_inbox, pd_event, pd_signature
 
 START = datetime(2026, 3, 14, 9, 0, tzinfo=UTC)
@@ -107,11 +109,9 @@ def test_any_order_with_redeliveries_gives_the_in_order_incident(
     _stored_folds_are_a_fresh_replay(context, shuffled)
 
 
-def _rank(spec: tuple[str, int, str | None, str], n: int) -> tuple[int, int, str]:
-    from app.timeline import _KIND_RANK
-    from connectors.pagerduty import _KINDS
-
-    return (spec[1], _KIND_RANK.get(_KINDS[spec[0]], 5), f"{n:03d}")
+def _rank(spec: tuple[str, int, str | None, str], n: int) -> Any:
+    event = pagerduty.parse(_body("", "Q", n, spec))
+    return order_key(SimpleNamespace(at=event.at, kind=event.kind, event_key=event.event_id, snapshot={}))
 
 
 def test_a_late_event_replays_its_incident_from_its_own_time(client: TestClient, context: Context) -> None:
