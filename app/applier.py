@@ -142,6 +142,8 @@ def _apply(
 
     A new incident is inserted already folded (one write); an existing one, locked first, is updated once.
     """
+    if not groups:
+        return {}
     for entries in groups.values():
         entries.sort(key=order_key)
     found = _locked(session, list(groups))
