@@ -96,6 +96,7 @@ def _resolve(answers: list[tuple[asyncio.Future[bool], bool | BaseException]]) -
 _RUNNING: list[GroupCommitter] = []
 PULSE_VARIABLE = "AFTERMATH_INGEST_PULSE"  # set by `aftermath serve` for its processes; not a setting
 QUIET = 0.02  # seconds without a commit after which ingest counts as idle (more deliveries are likely until then)
+CROWD = 8  # deliveries in one commit: they were waiting for each other, a storm rather than a trickle
 
 
 class Pulse:
@@ -104,16 +105,18 @@ class Pulse:
 
     def __init__(self, path: str) -> None:
         with open(path, "a+b") as file:
-            if os.fstat(file.fileno()).st_size < 8:
-                file.write(b"\0" * 8)
+            if os.fstat(file.fileno()).st_size < 16:
+                file.write(b"\0" * 16)
                 file.flush()
-            self._map = mmap.mmap(file.fileno(), 8)
+            self._map = mmap.mmap(file.fileno(), 16)
 
-    def beat(self) -> None:
-        struct.pack_into("d", self._map, 0, time.monotonic())
+    def beat(self, size: int) -> None:
+        struct.pack_into("dd", self._map, 0, time.monotonic(), float(size))
 
-    def idle_for(self) -> float:
-        return time.monotonic() - float(struct.unpack_from("d", self._map, 0)[0])
+    def read(self) -> tuple[float, int]:
+        """Seconds since the latest commit, and how many deliveries it stored."""
+        at, size = struct.unpack_from("dd", self._map, 0)
+        return time.monotonic() - float(at), int(size)
 
 
 @functools.cache
@@ -128,7 +131,18 @@ def busy(engine: Engine) -> bool:
     if any(c.engine is engine and c.busy() for c in _RUNNING):
         return True
     pulse = shared_pulse()
-    return pulse is not None and pulse.idle_for() < QUIET
+    return pulse is not None and pulse.read()[0] < QUIET
+
+
+def crowded(engine: Engine) -> bool:
+    """Whether deliveries are queueing up (a storm): the worker then waits for them; a trickle it does not."""
+    if any(c.engine is engine and c.crowded() for c in _RUNNING):
+        return True
+    pulse = shared_pulse()
+    if pulse is None:
+        return False
+    idle, size = pulse.read()
+    return idle < QUIET and size >= CROWD
 
 
 class GroupCommitter:
@@ -137,7 +151,7 @@ class GroupCommitter:
         self.engine, self.max_batch, self.on_commit = engine, max_batch, on_commit
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._in_flight, self._last_commit = False, 0.0
+        self._in_flight, self._last_commit, self._last_size = False, 0.0, 0
         # PostgreSQL: its own connection pool without the ping before each checkout (a round trip per batch, and 8 %
         # of the server's samples under wrk); a connection found dead is retried once instead. SQLite keeps the
         # engine, whose in-process write lock the other writers of this process queue on.
@@ -157,6 +171,11 @@ class GroupCommitter:
         """Deliveries queued or a batch not yet committed, or one committed less than `quiet` seconds ago (more are
         likely on their way)."""
         return self._in_flight or not self._queue.empty() or time.monotonic() - self._last_commit < quiet
+
+    def crowded(self) -> bool:
+        """Deliveries queued behind the commit under way, or the last commit took many at once."""
+        recent = time.monotonic() - self._last_commit < QUIET
+        return not self._queue.empty() or (recent and self._last_size >= CROWD)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="aftermath-group-commit", daemon=True)
@@ -191,9 +210,9 @@ class GroupCommitter:
                     break
                 batch.append(item)
             self._commit(batch)
-            self._in_flight, self._last_commit = False, time.monotonic()
+            self._in_flight, self._last_commit, self._last_size = False, time.monotonic(), len(batch)
             if pulse := shared_pulse():
-                pulse.beat()
+                pulse.beat(len(batch))
             if stopping:
                 return
 

@@ -100,11 +100,12 @@ class Worker:
         return total
 
     def _yield_to_ingest(self, engine: Engine, took: float) -> None:
-        """Pause INGEST_SHARE times as long as the last batch took, and on while webhooks keep coming, up to
-        MAX_PAUSE: during a burst the backlog waits in the inbox, and is applied at full speed when the burst ends."""
+        """Pause INGEST_SHARE times as long as the last batch took, and on while deliveries queue up, up to MAX_PAUSE:
+        during a burst the backlog waits in the inbox, and is applied at full speed when the burst ends. A trickle
+        (50 events/s) is applied as it comes: waiting for it to stop would only let it pile up."""
         now = time.monotonic()
         until, latest = now + took * INGEST_SHARE, now + MAX_PAUSE
-        while not self._stop.is_set() and (now < until or ingest.busy(engine)) and now < latest:
+        while not self._stop.is_set() and (now < until or ingest.crowded(engine)) and now < latest:
             self._stop.wait(0.002)
             now = time.monotonic()
 
