@@ -60,8 +60,8 @@ def duration_columns(session: Session, name: str, start: Any, end: Any) -> list[
     if not is_postgres(session):
         _register_sqlite_aggregates(session)
         return [func.aftermath_durations(start, end).label(name)]
-    # date_part is double precision (EXTRACT is numeric since PostgreSQL 14, several times slower over 100,000 rows);
-    # the figures are rounded to the microsecond. Negative deltas are told by comparing the times, which costs less
+    # date_part is double precision (EXTRACT is numeric since PostgreSQL 14, much slower to aggregate); the figures
+    # are rounded to the microsecond. Negative deltas are told by comparing the times, which costs less
     # than computing the difference twice. (Not GREATEST(x, 0): PostgreSQL's ignores NULL, which would turn "not
     # measurable" into 0.)
     seconds = case((end < start, 0.0), else_=func.date_part("epoch", end - start))

@@ -101,8 +101,7 @@ def create_app_from_env() -> FastAPI:
 def _in_process_worker(context: Context) -> bool:
     """Whether the embedded worker runs as threads of the server process (SQLite) rather than in a process of its own
     (PostgreSQL). SQLite has one writer: a second process's writes wait for the server's through SQLite's busy
-    handler, which sleeps, while writers of one process hand the write lock over at once (app/db.py); durable SQLite
-    ingest fell from ~3,700 to ~1,100 events/s with the worker in its own process."""
+    handler, which sleeps, while writers of one process hand the write lock over at once (app/db.py)."""
     return context.settings.worker == "embedded" and context.engine.dialect.name == "sqlite"
 
 

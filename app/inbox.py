@@ -111,8 +111,8 @@ _PIPELINED = (
 
 def _insert_pipelined(session: Session, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
     """PostgreSQL: one prepared single-row INSERT sent for every row in pipeline mode (psycopg's executemany), in
-    the session's transaction. It costs the committing thread (which holds the GIL the request handlers need) half
-    of what SQLAlchemy's multi-row VALUES does: no SQL text or bind processing per batch."""
+    the session's transaction. The committing thread holds the GIL the request handlers need, and this way it renders
+    no SQL text and processes no binds per batch, as SQLAlchemy's multi-row VALUES does."""
     driver: Any = session.connection().connection.driver_connection
     params = [tuple(str(row[c]) if c == "status" else row[c] for c in _COLUMNS) for row in rows]
     inserted: set[tuple[str, str]] = set()

@@ -152,9 +152,9 @@ class GroupCommitter:
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._in_flight, self._last_commit, self._last_size = False, 0.0, 0
-        # PostgreSQL: its own connection pool without the ping before each checkout (a round trip per batch, and 8 %
-        # of the server's samples under wrk); a connection found dead is retried once instead. SQLite keeps the
-        # engine, whose in-process write lock the other writers of this process queue on.
+        # PostgreSQL: its own connection pool without the ping before each checkout (a round trip per batch); a
+        # connection found dead is retried once instead. SQLite keeps the engine, whose in-process write lock the
+        # other writers of this process queue on.
         self._writer = engine
         if engine.dialect.name == "postgresql":
             url = engine.url.render_as_string(hide_password=False)

@@ -34,7 +34,7 @@ ERROR_PAUSE = 5.0  # after a database error, before a loop tries again
 # incidents once), small while webhooks arrive in this process (on SQLite a batch holds the one write lock that the
 # next group commit waits for).
 APPLY_BATCH = 500
-APPLY_BATCH_UNDER_INGEST = {"sqlite": 10, "postgresql": 50}  # SQLite: about 3 ms of holding its one write lock
+APPLY_BATCH_UNDER_INGEST = {"sqlite": 10, "postgresql": 50}  # SQLite: a few ms of holding its one write lock
 APPLY_IDLE = 0.1  # with nothing to apply and no signal from an ingest in this process, look again this often
 INGEST_SHARE = 2.0  # while webhooks arrive, pause twice as long as the batch took: ingest gets two thirds or more
 MAX_PAUSE = 0.25  # the applier still applies at least a batch per quarter second under any load
@@ -102,7 +102,7 @@ class Worker:
     def _yield_to_ingest(self, engine: Engine, took: float) -> None:
         """Pause INGEST_SHARE times as long as the last batch took, and on while deliveries queue up, up to MAX_PAUSE:
         during a burst the backlog waits in the inbox, and is applied at full speed when the burst ends. A trickle
-        (50 events/s) is applied as it comes: waiting for it to stop would only let it pile up."""
+        is applied as it comes: waiting for it to stop would only let it pile up."""
         now = time.monotonic()
         until, latest = now + took * INGEST_SHARE, now + MAX_PAUSE
         while not self._stop.is_set() and (now < until or ingest.crowded(engine)) and now < latest:

@@ -13,8 +13,8 @@ from app.logs import bind, unbind
 HEADER = b"x-request-id"
 # What a proxy or client may send as an id, and nothing more: a header is attacker-controlled text headed for the logs.
 _USABLE = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
-# Made ids need to be unique, not unguessable: a random prefix per process and a counter. (secrets.token_hex per
-# request read the kernel's random source each time: 9 % of the server's samples under a webhook storm.)
+# Made ids need to be unique, not unguessable: a random prefix per process and a counter (reading the kernel's random
+# source for every request showed in the server's profile under a webhook storm).
 _PREFIX = os.urandom(4).hex()
 _NEXT = itertools.count(1)
 
