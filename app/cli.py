@@ -6,10 +6,12 @@ import gc
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -141,6 +143,9 @@ def serve(
     import uvicorn
 
     shared = _shared_folder()
+    # uvicorn stops on SIGTERM, then raises it again for the handler it found: make that handler an exit, so the
+    # embedded worker is stopped and the shared folder removed below (the default handler ends the process at once).
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     worker = None
     try:
         context = _context(announce=True)
@@ -161,6 +166,10 @@ def serve(
         if worker is not None:
             embedded.stop(worker)
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 @cli.command()
