@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
 from datetime import timedelta
+from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
 from fastapi import FastAPI
 
-from app import migrations, tokens
+from app import embedded, migrations, tokens
 from app.context import Context, build_context
 from app.logs import configure
 from app.mappings import load_mappings
 from app.settings import SettingsError, load_settings
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable (see app/telemetry.py)
+PULSE_VARIABLE = "AFTERMATH_INGEST_PULSE"  # app.ingest.PULSE_VARIABLE (not imported here: see _shared_folder)
 
 cli = typer.Typer(
     help="Aftermath: alert webhooks to postmortem actions in your tracker, with a ledger.",
@@ -26,15 +36,34 @@ cli.add_typer(token_cli, name="token")
 log = logging.getLogger("aftermath")
 
 
-def _context() -> Context:
-    """Settings, mappings and engine, or one clear line and exit 2 when a setting is wrong."""
+def _context(announce: bool = False) -> Context:
+    """Settings, mappings and engine, or one clear line and exit 2 when a setting is wrong; `announce` logs which
+    integrations are on."""
     try:
         settings = load_settings()
-        configure(settings.secrets())
-        return build_context(settings)
+        configure(settings.secrets(), settings.log_format)
+        context = build_context(settings)
     except SettingsError as exc:
         typer.echo(f"aftermath: {exc}", err=True)
         raise typer.Exit(2) from None
+    if announce:
+        log.info(settings.integrations())
+    return context
+
+
+def _shared_folder() -> Path:
+    """Files every process of this server shares (uvicorn's, the embedded worker's): the folder its metrics are
+    counted in, summed by /metrics (prometheus-client reads the variable when it is first imported, which must
+    therefore not have happened yet), and the ingest pulse."""
+    if "prometheus_client.values" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before `serve` chose where its metrics live")
+    folder = Path(tempfile.gettempdir()) / f"aftermath-serve-{os.getpid()}"
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "metrics").mkdir(parents=True)
+    os.environ[MULTIPROCESS_DIR] = str(folder / "metrics")
+    # The group commits' pulse (app/ingest.py), by which the embedded worker's process yields to ingest.
+    os.environ[PULSE_VARIABLE] = str(folder / "ingest-pulse")
+    return folder
 
 
 def _migrate(context: Context) -> None:
@@ -64,10 +93,18 @@ def _first_token(context: Context) -> None:
 
 
 def create_app_from_env() -> FastAPI:
-    """uvicorn factory for `serve --workers N`: each process builds its own context."""
+    """uvicorn factory for `serve --workers N`: each process builds its own context (the worker runs apart)."""
     from app.api.main import create_app
 
-    return _frozen(create_app(_context()))
+    context = _context()
+    return _frozen(create_app(context, embedded_worker=_in_process_worker(context)))
+
+
+def _in_process_worker(context: Context) -> bool:
+    """Whether the embedded worker runs as threads of the server process (SQLite) rather than in a process of its own
+    (PostgreSQL). SQLite has one writer: a second process's writes wait for the server's through SQLite's busy
+    handler, which sleeps, while writers of one process hand the write lock over at once (app/db.py)."""
+    return context.settings.worker == "embedded" and context.engine.dialect.name == "sqlite"
 
 
 def _frozen(app: FastAPI) -> FastAPI:
@@ -105,17 +142,34 @@ def serve(
     """Migrate the database, then serve the API (and the embedded worker unless AFTERMATH_WORKER=off)."""
     import uvicorn
 
-    context = _context()
-    _migrate(context)
-    _first_token(context)
-    options = uvicorn_options(host, port, access_log)
-    if workers > 1:
-        context.engine.dispose()
-        uvicorn.run("app.cli:create_app_from_env", factory=True, workers=workers, **options)
-    else:
-        from app.api.main import create_app
+    shared = _shared_folder()
+    # uvicorn stops on SIGTERM, then raises it again for the handler it found: make that handler an exit, so the
+    # embedded worker is stopped and the shared folder removed below (the default handler ends the process at once).
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    worker = None
+    try:
+        context = _context(announce=True)
+        _migrate(context)
+        _first_token(context)
+        options = uvicorn_options(host, port, access_log)
+        own_process = context.settings.worker == "embedded" and not _in_process_worker(context)
+        worker = embedded.start() if own_process else None
+        if workers > 1:
+            context.engine.dispose()
+            uvicorn.run("app.cli:create_app_from_env", factory=True, workers=workers, **options)
+        else:
+            from app.api.main import create_app
 
-        uvicorn.run(_frozen(create_app(context)), **options)
+            app = create_app(context, embedded_worker=_in_process_worker(context))
+            uvicorn.run(_frozen(app), **options)
+    finally:
+        if worker is not None:
+            embedded.stop(worker)
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 @cli.command()
@@ -134,7 +188,7 @@ def worker(
         # Must exceed the longest job (a tracker call with its timeout): a shorter lease lets a second worker take
         # over a job that is still running. Tests shorten it to see a dead worker's job taken over quickly.
         jobs.LEASE = timedelta(seconds=lease_seconds)
-    context = _context()
+    context = _context(announce=not once)
     runner = Worker(context)
     if once:
         typer.echo(f"ran {runner.run_once()} job(s)")

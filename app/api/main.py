@@ -14,6 +14,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 
 from app.api import actions, health, incidents, ledger, metrics, pages, postmortems, reports, webhooks
 from app.api.limits import BodyLimit
+from app.api.request_ids import RequestIds
 from app.context import Context
 from app.errors import DomainError
 from app.ingest import GroupCommitter
@@ -53,7 +54,7 @@ def create_app(context: Context, *, embedded_worker: bool | None = None) -> Fast
         app.state.committer = committer
         worker = Worker(context, name="embedded") if run_worker else None
         if worker:
-            worker.start_thread()
+            worker.start()
         try:
             yield
         finally:
@@ -71,6 +72,7 @@ def create_app(context: Context, *, embedded_worker: bool | None = None) -> Fast
     for router in (webhooks, incidents, postmortems, reports, actions, ledger, metrics, health, pages):
         app.include_router(router.router)
     app.add_middleware(BodyLimit)
+    app.add_middleware(RequestIds)  # added last, so it runs first: even a refused body's answer carries the id
     _document_error_details(app)
 
     @app.exception_handler(DomainError)
