@@ -7,21 +7,16 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
-from app import actions
-from app.api.main import create_app
 from app.context import build_context
-from app.postmortems import Postmortem
 from connectors.targets import GitHubTarget
 from tests.conftest import make_settings
 from tests.fakes.fake_github import FakeGitHub
 from tests.reliability.support import Process, rows, service_env, start_worker, wait_until
-from tests.reliability.trackers import GITHUB_REPO, github_keys_by_marker, open_postmortem
+from tests.reliability.trackers import GITHUB_REPO, github_keys_by_marker, queue_actions
 from tests.tracker_fixtures import tracker_mappings
 
 __all__ = ["tracker_mappings"]
@@ -51,19 +46,7 @@ def test_four_workers_file_400_github_actions_within_the_shared_write_budget(
 ) -> None:
     context = build_context(make_settings(pg_url, mappings=tracker_mappings))
     try:
-        with TestClient(create_app(context, embedded_worker=False)) as api:
-            postmortem_ref, finding = open_postmortem(api)
-        with context.write() as session:
-            postmortem = session.get(Postmortem, postmortem_ref["id"])
-            assert postmortem is not None
-            for n in range(ACTIONS):
-                fields = {
-                    "title": f"Budget {n}",
-                    "owner": "alice@example.com",
-                    "due_date": date(2030, 1, 1) + timedelta(n),
-                }
-                target = GitHubTarget(repo=GITHUB_REPO)
-                actions.add(session, context.mappings, postmortem, fields, [finding["id"]], target, author="test")
+        queue_actions(context, ACTIONS, GitHubTarget(repo=GITHUB_REPO))
     finally:
         context.engine.dispose()
     env = service_env(

@@ -9,21 +9,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
-from app import actions
-from app.api.main import create_app
-from app.context import Context, build_context
-from app.postmortems import Postmortem
+from app.context import build_context
 from connectors.targets import JiraTarget
 from tests.conftest import make_settings
 from tests.fakes.fake_jira import FakeJira
 from tests.reliability.support import Process, leaked, rows, service_env, start_worker, wait_until
-from tests.reliability.trackers import JIRA_TARGET, jira_keys_by_label, open_postmortem
+from tests.reliability.trackers import JIRA_TARGET, jira_keys_by_label, queue_actions
 from tests.tracker_fixtures import tracker_mappings
 
 __all__ = ["tracker_mappings"]
@@ -37,19 +32,6 @@ JIRA_TOKEN = "jira-token-reliability-0c9b"
 def jira() -> Iterator[FakeJira]:
     with FakeJira(token=JIRA_TOKEN) as fake:
         yield fake
-
-
-def _queue_actions(context: Context, count: int) -> None:
-    """A postmortem with `count` actions, written as the API writes them (each with its durable filing job)."""
-    with TestClient(create_app(context, embedded_worker=False)) as api:
-        postmortem_ref, finding = open_postmortem(api)
-    with context.write() as session:
-        postmortem = session.get(Postmortem, postmortem_ref["id"])
-        assert postmortem is not None
-        for n in range(count):
-            fields = {"title": f"Drain {n}", "owner": "alice@example.com", "due_date": date(2030, 1, 1) + timedelta(n)}
-            target = JiraTarget.model_validate(JIRA_TARGET)
-            actions.add(session, context.mappings, postmortem, fields, [finding["id"]], target, author="test")
 
 
 def _job_counts(url: str, kind: str = "file_action") -> Counter[str]:
@@ -77,7 +59,7 @@ def test_four_workers_one_killed_no_job_twice_none_lost(
     )
     context = build_context(settings)
     try:
-        _queue_actions(context, JOBS)
+        queue_actions(context, JOBS, JiraTarget.model_validate(JIRA_TARGET))
     finally:
         context.engine.dispose()
     env = service_env(

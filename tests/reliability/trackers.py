@@ -10,11 +10,15 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from app import actions
 from app.actions import Action
+from app.api.main import create_app
 from app.context import Context
 from app.jobs import Job
+from app.postmortems import Postmortem
 from connectors.github_tracker import GitHubTracker
 from connectors.jira_tracker import JiraTracker
+from connectors.targets import Target
 from tests.fakes.fake_github import FakeGitHub
 from tests.fakes.fake_jira import FakeJira
 from tests.helpers import WRITE, add_finding, make_postmortem, pd_event, post_pd
@@ -52,6 +56,19 @@ def open_postmortem(client: TestClient, incident_key: str = "REL1") -> tuple[dic
     postmortem = make_postmortem(client, incident["id"])
     finding = add_finding(client, postmortem["id"], statement="Retries amplified the outage")
     return postmortem, finding
+
+
+def queue_actions(context: Context, count: int, target: Target) -> None:
+    """A postmortem with `count` actions to `target`, written as the API writes them (each with its filing job), but
+    in one transaction: far faster than `count` requests."""
+    with TestClient(create_app(context, embedded_worker=False)) as api:
+        postmortem_ref, finding = open_postmortem(api)
+    with context.write() as session:
+        postmortem = session.get(Postmortem, postmortem_ref["id"])
+        assert postmortem is not None
+        for n in range(count):
+            fields = {"title": f"Action {n}", "owner": "alice@example.com", "due_date": date(2030, 1, 1) + timedelta(n)}
+            actions.add(session, context.mappings, postmortem, fields, [finding["id"]], target, author="test")
 
 
 def post_actions(
