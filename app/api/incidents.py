@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
-from pydantic import AwareDatetime
 
 from app import incidents, postmortems
 from app.api import present
 from app.api.deps import ContextDep, Reader, Writer
-from app.api.params import MAX_ID, Cursor, Limit, after_id
+from app.api.params import MAX_ID, Cursor, Instant, Limit, after_id
 from app.api.schemas import IncidentOut, Page, PostmortemOut
 from app.db import utcnow
 from app.vocabulary import IncidentStatus
@@ -25,7 +24,7 @@ def list_incidents(
     _: Reader,
     status: IncidentStatus | None = None,
     service: str | None = None,
-    since: AwareDatetime | None = None,
+    since: Instant | None = None,
     cursor: Cursor = None,
     limit: Limit = 100,
 ) -> Page[IncidentOut]:
