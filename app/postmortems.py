@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, Session, SQLModel, select
 
 from app.db import EnumText, UTCDateTime, page, utcnow
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, Invalid, NotFound
 from app.incidents import Incident
 from app.mappings import Mappings, TriggerCondition
 from app.vocabulary import IncidentStatus, PostmortemStatus
@@ -56,6 +56,8 @@ class PostmortemRevision(SQLModel, table=True):
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")  # as the API writes every other time
     return value.isoformat() if isinstance(value, date | datetime) else value
 
 
@@ -127,7 +129,7 @@ def update(
             setattr(postmortem, name, fields[name])
     start, end = postmortem.impact_start, postmortem.impact_end
     if start and end and end < start:
-        raise Conflict("impact_end is before impact_start")
+        raise Invalid("impact_end is before impact_start")
     if changes:
         if "status" in changes and postmortem.status == PostmortemStatus.PUBLISHED and postmortem.published_at is None:
             postmortem.published_at = utcnow()
@@ -136,9 +138,12 @@ def update(
     return postmortem
 
 
-def revisions(session: Session, postmortem_id: int) -> list[PostmortemRevision]:
+def revisions(
+    session: Session, postmortem_id: int, *, after: int | None = None, limit: int = 500
+) -> tuple[list[PostmortemRevision], str | None]:
+    """One page of the postmortem's revisions, oldest first (ids grow with versions)."""
     query = select(PostmortemRevision).where(PostmortemRevision.postmortem_id == postmortem_id)
-    return list(session.exec(query.order_by(PostmortemRevision.version)).all())  # type: ignore[arg-type]
+    return page(session, query, PostmortemRevision.id, after, limit)
 
 
 def incidents_of(session: Session, postmortem_id: int) -> list[Incident]:
