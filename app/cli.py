@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from fastapi import FastAPI
 
-from app import migrations, tokens
+from app import __version__, migrations, tokens
 from app.context import Context, build_context
 from app.logs import configure
 from app.mappings import load_mappings
@@ -24,6 +24,21 @@ cli = typer.Typer(
 token_cli = typer.Typer(help="API tokens.", no_args_is_help=True)
 cli.add_typer(token_cli, name="token")
 log = logging.getLogger("aftermath")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"aftermath {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Aftermath: alert webhooks to postmortem actions in your tracker, with a ledger."""
 
 
 def _context() -> Context:
