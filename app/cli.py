@@ -1,4 +1,4 @@
-"""The `aftermath` command: serve, worker, migrate, check-mappings, token create."""
+"""The `aftermath` command: serve, worker, migrate, check-mappings, init, token create/list/revoke."""
 
 from __future__ import annotations
 
@@ -201,6 +201,38 @@ def token_create(
         typer.echo(f"aftermath: a token named {name!r} exists already", err=True)
         raise typer.Exit(2) from None
     typer.echo(token)
+
+
+@token_cli.command("list")
+def token_list() -> None:
+    """List the tokens: those in the database (made by `token create`) and those from AFTERMATH_API_TOKENS."""
+    context = _context()
+    _migrate(context)
+    with context.read() as session:
+        rows = tokens.stored(session)
+    for row in rows:
+        typer.echo(f"{row.name}\t{row.scope}\tdatabase, created {row.created_at:%Y-%m-%d %H:%M}Z")
+    for principal in context.tokens.values():
+        typer.echo(f"{principal.name}\t{principal.scope}\tAFTERMATH_API_TOKENS (remove it there to revoke it)")
+    if not rows and not context.tokens:
+        typer.echo("no tokens yet: `aftermath serve` makes the first one, `aftermath token create NAME` more")
+
+
+@token_cli.command("revoke")
+def token_revoke(name: Annotated[str, typer.Argument(help="the token's name, as `token list` shows it")]) -> None:
+    """Revoke a database token: it stops working at once."""
+    context = _context()
+    _migrate(context)
+    with context.write() as session:
+        revoked = tokens.revoke(session, name)
+    if revoked:
+        typer.echo(f"revoked token {name!r}")
+        return
+    if any(principal.name == name for principal in context.tokens.values()):
+        typer.echo(f"aftermath: token {name!r} comes from AFTERMATH_API_TOKENS: remove it there and restart", err=True)
+    else:
+        typer.echo(f"aftermath: no token named {name!r} (see `aftermath token list`)", err=True)
+    raise typer.Exit(2)
 
 
 def main() -> None:

@@ -69,11 +69,9 @@ class Settings(BaseSettings):
     @field_validator("api_tokens")
     @classmethod
     def _token_entries(cls, value: list[SecretStr]) -> list[SecretStr]:
-        from app.tokens import parse_entry  # the one parser of `[name=]token[:read|:write]`
+        from app.tokens import check_entries  # the one parser of `[name=]token[:read|:write]`
 
-        names = [parse_entry(entry.get_secret_value())[0] for entry in value]
-        if len(set(names)) != len(names):
-            raise ValueError("two API tokens have the same name")
+        check_entries([entry.get_secret_value() for entry in value])
         return value
 
     @field_validator("database_url")
@@ -141,7 +139,7 @@ class SettingsError(Exception):
 def describe(error: ValidationError) -> str:
     first = error.errors()[0]
     name = "AFTERMATH_" + str(first["loc"][0]).upper() if first["loc"] else "AFTERMATH settings"
-    return f"{name}: {first['msg']}"
+    return f"{name}: {first['msg'].removeprefix('Value error, ')}"
 
 
 def load_settings() -> Settings:
