@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Text, UniqueConstraint, false
 from sqlmodel import Field, Session, SQLModel, select
 
 from app.db import EnumText, UTCDateTime, insert_ignoring_conflict, is_postgres, page, utcnow
@@ -42,6 +42,9 @@ class Incident(SQLModel, table=True):
     # When it recurred, were all actions of the earlier postmortem done? True is the signal a fix did not work.
     recurred_after_actions_done: bool | None = None
     postmortem_id: int | None = Field(default=None, foreign_key="postmortem.id", index=True)
+    # Set once a person put the incident into a postmortem or took it out: trigger rules leave it alone from then on.
+    postmortem_by_hand: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
