@@ -16,7 +16,7 @@ from app.incidents import Incident
 from app.installation import action_key, installation_id
 from app.jobs import JobKind
 from app.mappings import Mappings
-from app.postmortems import Postmortem, record_revision
+from app.postmortems import Postmortem, ensure_open, record_revision
 from app.vocabulary import CLOSED, ActionKind, ActionStatus, LedgerKind, LedgerSource, Priority, TrackerState
 from connectors.targets import TARGET, Target, TrackerKind
 
@@ -115,6 +115,7 @@ def add(
 ) -> Action:
     """Record the action and, in the same transaction, the job that files it: it cannot be lost in between."""
     assert postmortem.id is not None
+    ensure_open(postmortem)
     _check_findings(session, postmortem.id, finding_ids)
     target = resolve_target(mappings, session, postmortem, target)
     kind = TrackerKind(target.kind) if target else None
@@ -157,6 +158,9 @@ def update(
     session: Session, action: Action, fields: dict[str, Any], finding_ids: list[int] | None, *, author: str
 ) -> Action:
     assert action.id is not None
+    postmortem = session.get(Postmortem, action.postmortem_id)
+    assert postmortem is not None
+    ensure_open(postmortem)
     changes: dict[str, Any] = {}
     for name in EDITABLE:
         if name in fields and fields[name] != getattr(action, name):
@@ -188,8 +192,6 @@ def update(
                 postmortem_id=action.postmortem_id,
                 details={"from": changes[name]["from"], "to": changes[name]["to"], "by": author},
             )
-    postmortem = session.get(Postmortem, action.postmortem_id)
-    assert postmortem is not None
     record_revision(session, postmortem, author, {"action_changed": {"id": action.id, **changes}})
     session.flush()  # the action's row is written (and, on PostgreSQL, locked) before the job table is looked at
     pushed = sorted(name for name in changes if name in ISSUE_FIELDS)

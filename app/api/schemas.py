@@ -28,6 +28,7 @@ T = TypeVar("T")
 Text = Annotated[str, Field(max_length=20_000)]
 Line = Annotated[str, Field(min_length=1, max_length=255)]
 FindingId = Annotated[int, Field(ge=1, le=MAX_ID)]
+IncidentId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 def _stripped(value: str) -> str:
@@ -211,7 +212,7 @@ class ActionDetail(ActionOut):
 
 
 class PostmortemPatch(_Input):
-    _not_nullable = ("title", "status")
+    _not_nullable = ("title", "status", "incident_ids")
     title: NonBlank | None = None
     status: PostmortemStatus | None = None
     owner: Line | None = None
@@ -220,6 +221,12 @@ class PostmortemPatch(_Input):
     impact_start: AwareDatetime | None = None
     impact_end: AwareDatetime | None = None
     review_due: date | None = None
+    incident_ids: list[IncidentId] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="the incidents it covers (replaces the list); one covered by another postmortem is a 409",
+    )
     version: int | None = Field(default=None, ge=1, description="expected current version; 409 if it moved on")
 
 
