@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -88,10 +88,17 @@ class ReplayedState:
 
 def replay(entries: Sequence[TimelineEntry]) -> ReplayedState:
     """The incident's state after its timeline, in event-time order; the same whatever the arrival order."""
+    steps = list(replay_steps(entries))
+    return steps[-1][1] if steps else ReplayedState(IncidentStatus.TRIGGERED, None, None, None, IncidentSnapshot())
+
+
+def replay_steps(entries: Sequence[TimelineEntry]) -> Iterator[tuple[TimelineEntry, ReplayedState]]:
+    """Each entry in event-time order with the incident's state right after it (trigger rules judge every step)."""
     status: IncidentStatus | None = None
     triggered_at = acknowledged_at = resolved_at = None
     snapshot = IncidentSnapshot()
-    for entry in sorted(entries, key=timeline_order):
+    ordered = sorted(entries, key=timeline_order)
+    for entry in ordered:
         snapshot = replace(snapshot, **{k: v for k, v in _snapshot_of(entry).items() if v is not None})
         if entry.kind == TimelineKind.TRIGGERED:
             triggered_at = triggered_at or entry.at
@@ -108,10 +115,9 @@ def replay(entries: Sequence[TimelineEntry]) -> ReplayedState:
             status = IncidentStatus.TRIGGERED
         elif entry.kind == TimelineKind.RESOLVED:
             status, resolved_at = IncidentStatus.RESOLVED, entry.at
-    if triggered_at is None:
         # The trigger was never delivered (or not yet): the source's creation time, else the first thing we saw.
-        triggered_at = snapshot.created_at or (min(e.at for e in entries) if entries else None)
-    return ReplayedState(status or IncidentStatus.TRIGGERED, triggered_at, acknowledged_at, resolved_at, snapshot)
+        started = triggered_at or snapshot.created_at or ordered[0].at
+        yield entry, ReplayedState(status or IncidentStatus.TRIGGERED, started, acknowledged_at, resolved_at, snapshot)
 
 
 def _snapshot_of(entry: TimelineEntry) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from app import inbox, postmortems, recurrence
+from app import inbox, recurrence, triggers
 from app.db import transaction, utcnow
 from app.inbox import Delivery, DeliveryStatus
 from app.incidents import apply_event
@@ -183,7 +183,7 @@ def apply_pending(session: Session, mappings: Mappings, limit: int = 200) -> int
                 event = PARSERS[row.source](row.body.encode("utf-8"))
                 incident = apply_event(session, mappings, event, row.id or 0, row.received_at)
                 recurrence.link_if_recurring(session, incident)
-                postmortems.open_if_due(session, mappings, incident, utcnow())
+                triggers.apply_rules(session, mappings, incident)
                 row.incident_id = incident.id
         except OperationalError:
             # A deadlock with another applier (or the database going away) is transient: the event stays pending and

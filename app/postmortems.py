@@ -12,8 +12,7 @@ from sqlmodel import Field, Session, SQLModel, select
 from app.db import EnumText, UTCDateTime, page, utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.incidents import Incident
-from app.mappings import Mappings, TriggerCondition
-from app.vocabulary import IncidentStatus, PostmortemStatus
+from app.vocabulary import PostmortemStatus
 
 NEXT_STATUSES = {
     PostmortemStatus.DRAFT: {PostmortemStatus.IN_REVIEW},
@@ -212,46 +211,6 @@ def revisions(
 def incidents_of(session: Session, postmortem_id: int) -> list[Incident]:
     query = select(Incident).where(Incident.postmortem_id == postmortem_id).order_by(Incident.id)  # type: ignore[arg-type]
     return list(session.exec(query).all())
-
-
-def open_if_due(session: Session, mappings: Mappings, incident: Incident, now: datetime) -> bool:
-    """Open the incident's postmortem if it has none and a trigger rule matches; True when one was opened."""
-    if incident.postmortem_id is not None or incident.postmortem_by_hand:
-        return False
-    rule = matching_rule(mappings, incident, now)
-    if rule is None:
-        return False
-    open_for_incident(
-        session, incident, author="system", trigger=rule, review_due_days=mappings.triggers.review_due_days
-    )
-    return True
-
-
-def matching_rule(mappings: Mappings, incident: Incident, now: datetime) -> str | None:
-    """Name of the first trigger rule the incident meets, if any."""
-    for rule in mappings.triggers.rules:
-        if _meets(rule.when, incident, now):
-            return rule.name
-    return None
-
-
-def _meets(when: TriggerCondition, incident: Incident, now: datetime) -> bool:
-    if when.source and incident.source != when.source:
-        return False
-    if when.severity and incident.severity not in when.severity:
-        return False
-    if when.urgency and incident.urgency not in when.urgency:
-        return False
-    if when.service and incident.service not in when.service:
-        return False
-    if when.open_longer_than is not None:
-        if incident.triggered_at is None:
-            return False
-        resolved = incident.resolved_at if incident.status == IncidentStatus.RESOLVED else None
-        until = resolved or now
-        if until - incident.triggered_at <= when.open_longer_than:
-            return False
-    return True
 
 
 def list_page(

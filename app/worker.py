@@ -11,19 +11,16 @@ import uuid
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from app import filing, ingest, jobs, notify, postmortems, tracking
+from app import filing, ingest, jobs, notify, tracking
 from app.context import Context
 from app.db import is_postgres, utcnow
-from app.incidents import Incident
-from app.vocabulary import IncidentStatus
 
 # The job handlers register themselves with app.jobs when their modules are imported.
 JOB_MODULES = (filing, notify)
 
 log = logging.getLogger(__name__)
-TRIGGER_SWEEP_SECONDS = 60.0
 REMINDER_SWEEP_SECONDS = 300.0
 # Inbound events applied per transaction: on SQLite a batch holds the only write lock (about 3 ms per event),
 # which the next webhook group commit must wait for.
@@ -92,24 +89,10 @@ class Worker:
         with self.context.write() as session:
             poll_due = jobs.due(session, "poll", settings.poll_interval)
             audit_due = poll_due and jobs.due(session, "tracker_audit", settings.poll_interval * tracking.AUDIT_EVERY)
-            sweep_due = jobs.due(session, "trigger_sweep", TRIGGER_SWEEP_SECONDS)
             if jobs.due(session, "reminders", REMINDER_SWEEP_SECONDS):
                 notify.queue_reminders(session, settings.reminder_interval, utcnow())
         if poll_due:
             tracking.poll_all(self.context, audit=audit_due)
-        if sweep_due:
-            self.sweep_triggers()
-
-    def sweep_triggers(self) -> int:
-        """Rules that depend on time passing (open longer than 30 minutes) are met without any new event."""
-        opened = 0
-        with self.context.write() as session:
-            open_ones = Incident.postmortem_id.is_(None), Incident.status != IncidentStatus.RESOLVED  # type: ignore[union-attr]
-            for incident in session.exec(select(Incident).where(*open_ones)).all():
-                opened += postmortems.open_if_due(session, self.context.mappings, incident, utcnow())
-        if opened:
-            log.info("trigger sweep opened %d postmortem(s) at %s", opened, utcnow().isoformat())
-        return opened
 
     def run_once(self) -> int:
         """Apply the inbox, drain every ready job, run due periodic tasks; for tests and `aftermath worker --once`."""
