@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from app import shipped
 from app.settings import SettingsError
 from app.vocabulary import ActionStatus, Priority, Severity
 from connectors.targets import GitHubTarget, JiraTarget, Target, TrackerKind
@@ -186,20 +187,34 @@ class Mappings(_Strict):
 
 
 FILES = ("triggers", "severity", "trackers", "statuses", "people")
+# A mapping of people may be empty ({}: nobody is assigned); every other file with nothing in it was emptied by mistake.
+MAY_BE_EMPTY = ("people",)
+
+
+def sources(folder: Path) -> dict[str, Path]:
+    """Which file each mapping comes from: the folder's own, else the shipped one (a folder may hold only the files
+    it changes)."""
+    default = shipped.mappings()
+    return {
+        name: folder / f"{name}.yaml" if (folder / f"{name}.yaml").exists() else default / f"{name}.yaml"
+        for name in FILES
+    }
 
 
 def load_mappings(folder: Path) -> Mappings:
-    """Read every mapping file of the folder; any problem is one SettingsError line naming file and field."""
+    """Read every mapping file; any problem is one SettingsError line naming the file, the field and the fix."""
     data: dict[str, Any] = {}
-    for name in FILES:
-        path = folder / f"{name}.yaml"
-        if not path.exists():
-            continue
+    paths = sources(folder)
+    for name, path in paths.items():
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
             raise SettingsError(f"AFTERMATH_MAPPINGS: {path}: not readable YAML ({exc})".replace("\n", " ")) from None
-        data[name] = loaded if loaded is not None else {}
+        if loaded is None or (loaded == {} and name not in MAY_BE_EMPTY):
+            raise SettingsError(
+                f"AFTERMATH_MAPPINGS: {path}: the file is empty; write its rules, or delete it to use the shipped one"
+            )
+        data[name] = loaded
     if isinstance(data.get("people"), dict):
         data["people"] = {str(k).lower(): v for k, v in data["people"].items()}
     try:
@@ -208,4 +223,5 @@ def load_mappings(folder: Path) -> Mappings:
         first = exc.errors()[0]
         file, *rest = [str(part) for part in first["loc"]] or ["?"]
         where = ".".join(rest) or "(top level)"
-        raise SettingsError(f"AFTERMATH_MAPPINGS: {folder / (file + '.yaml')}: {where}: {first['msg']}") from None
+        path = paths.get(file, folder / f"{file}.yaml")
+        raise SettingsError(f"AFTERMATH_MAPPINGS: {path}: {where}: {first['msg']}") from None

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app import shipped
 from connectors.targets import Connection, TrackerKind
 
 SecretList = Annotated[list[SecretStr], NoDecode]
@@ -40,7 +41,7 @@ class Settings(BaseSettings):
     github_webhook_secret: SecretStr | None = None
     jira_webhook_secret: SecretStr | None = None
     reminder_interval: int = Field(default=604800, ge=0)
-    mappings: Path = Path("./mappings")
+    mappings: Path | None = None  # unset: ./mappings when there is one, else the shipped defaults (mappings_folder)
     poll_interval: float = Field(default=300, gt=0)
     worker: Literal["embedded", "off"] = "embedded"
 
@@ -59,6 +60,7 @@ class Settings(BaseSettings):
         "github_token",
         "github_webhook_secret",
         "jira_webhook_secret",
+        "mappings",
         mode="before",
     )
     @classmethod
@@ -97,10 +99,21 @@ class Settings(BaseSettings):
 
     @field_validator("mappings")
     @classmethod
-    def _mappings_dir(cls, value: Path) -> Path:
-        if not value.is_dir():
-            raise ValueError(f"{value} is not a folder of mapping files")
+    def _mappings_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            where = "" if value.is_absolute() else f" (from {Path.cwd()})"
+            raise ValueError(
+                f"{value}{where} is not a folder; point it at a folder of mapping files, or unset it to use the "
+                "shipped ones (`aftermath init` writes a copy to edit)"
+            )
         return value
+
+    def mappings_folder(self) -> Path:
+        """AFTERMATH_MAPPINGS; unset, ./mappings when the working directory has one, else the shipped mappings."""
+        if self.mappings is not None:
+            return self.mappings
+        here = Path("mappings")
+        return here if here.is_dir() else shipped.mappings()
 
     def connection(self, kind: TrackerKind) -> Connection | None:
         """How to reach the tracker of this kind, or None when its settings are absent."""
