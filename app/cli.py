@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import gc
 import logging
+import shutil
+import signal
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from fastapi import FastAPI
 
-from app import __version__, migrations, tokens
+from app import __version__, migrations, shipped, tokens
 from app.context import Context, build_context
 from app.logs import configure
-from app.mappings import load_mappings
+from app.mapping_summary import describe
+from app.mappings import FILES, load_mappings, sources
 from app.settings import SettingsError, load_settings
 
 cli = typer.Typer(
@@ -47,9 +51,15 @@ def _context() -> Context:
         settings = load_settings()
         configure(settings.secrets())
         return build_context(settings)
-    except SettingsError as exc:
+    except (SettingsError, FileNotFoundError) as exc:
         typer.echo(f"aftermath: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def _reload_on_sighup(context: Context) -> None:
+    """`kill -HUP <pid>` reads the mapping files again; invalid ones are logged and the previous ones stay."""
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: context.reload_mappings())
 
 
 def _migrate(context: Context) -> None:
@@ -79,7 +89,7 @@ def _first_token(context: Context) -> None:
 
 
 def create_app_from_env() -> FastAPI:
-    """uvicorn factory for `serve --workers N`: each process builds its own context."""
+    """uvicorn factory for `serve --workers N`: each process builds its own context (and reads the mappings)."""
     from app.api.main import create_app
 
     return _frozen(create_app(_context()))
@@ -130,6 +140,9 @@ def serve(
     else:
         from app.api.main import create_app
 
+        # uvicorn handles SIGINT and SIGTERM only; with --workers N its supervisor answers SIGHUP by restarting the
+        # server processes, which read the mappings anew.
+        _reload_on_sighup(context)
         uvicorn.run(_frozen(create_app(context)), **options)
 
 
@@ -150,6 +163,7 @@ def worker(
         # over a job that is still running. Tests shorten it to see a dead worker's job taken over quickly.
         jobs.LEASE = timedelta(seconds=lease_seconds)
     context = _context()
+    _reload_on_sighup(context)
     runner = Worker(context)
     if once:
         typer.echo(f"ran {runner.run_once()} job(s)")
@@ -170,18 +184,48 @@ def migrate() -> None:
 
 @cli.command("check-mappings")
 def check_mappings() -> None:
-    """Validate the mapping files and print what they say."""
+    """Validate the mapping files and print what they say.
+
+    The files are read when `serve` and `worker` start, and again when they get SIGHUP.
+    """
     try:
         settings = load_settings()
-        mappings = load_mappings(settings.mappings)
-    except SettingsError as exc:
+        folder = settings.mappings_folder()
+        mappings = load_mappings(folder)
+    except (SettingsError, FileNotFoundError) as exc:
         typer.echo(f"aftermath: {exc}", err=True)
         raise typer.Exit(2) from None
-    rules = ", ".join(rule.name for rule in mappings.triggers.rules) or "none"
+    default = folder.resolve() == shipped.mappings().resolve()
     typer.echo(
-        f"{settings.mappings}: ok — trigger rules: {rules}; tracker rules: {len(mappings.trackers.rules)}; "
-        f"people: {len(mappings.people)}"
+        f"{folder.resolve()}: ok"
+        + (" (the shipped mappings; `aftermath init` writes a copy to edit)" if default else "")
     )
+    for line in describe(mappings, sources(folder), shipped.mappings()):
+        typer.echo(line)
+    typer.echo(
+        "Read when `aftermath serve` and `aftermath worker` start; SIGHUP (`kill -HUP <pid>`) makes them read it again."
+    )
+
+
+@cli.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="where to write the mapping files")] = Path("mappings"),
+) -> None:
+    """Write a copy of the shipped mapping files to edit (files that exist already are kept)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        target = folder / f"{name}.yaml"
+        if target.exists():
+            typer.echo(f"kept {target} (exists)")
+        else:
+            shutil.copyfile(shipped.mappings() / f"{name}.yaml", target)
+            typer.echo(f"wrote {target}")
+    hint = (
+        "aftermath reads ./mappings when AFTERMATH_MAPPINGS is unset: run it from this directory"
+        if folder.resolve() == Path("mappings").resolve()
+        else f"set AFTERMATH_MAPPINGS={folder.resolve()}"
+    )
+    typer.echo(f"{hint}; `aftermath check-mappings` shows what the rules say.")
 
 
 @token_cli.command("create")
