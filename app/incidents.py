@@ -99,7 +99,12 @@ def replay_steps(entries: Sequence[TimelineEntry]) -> Iterator[tuple[TimelineEnt
     snapshot = IncidentSnapshot()
     ordered = sorted(entries, key=timeline_order)
     for entry in ordered:
-        snapshot = replace(snapshot, **{k: v for k, v in _snapshot_of(entry).items() if v is not None})
+        said = _snapshot_of(entry)
+        added, removed = said.pop("tags_added", None) or (), said.pop("tags_removed", None) or ()
+        snapshot = replace(snapshot, **{k: v for k, v in said.items() if v is not None})
+        if added or removed:  # a change to the set rather than the whole set
+            kept = [t for t in snapshot.tags or () if t not in removed]
+            snapshot = replace(snapshot, tags=(*kept, *[t for t in added if t not in kept]))
         if entry.kind == TimelineKind.TRIGGERED:
             triggered_at = triggered_at or entry.at
             if status in (None, IncidentStatus.RESOLVED):
@@ -124,6 +129,9 @@ def _snapshot_of(entry: TimelineEntry) -> dict[str, Any]:
     data = dict(entry.snapshot)
     if data.get("created_at"):
         data["created_at"] = datetime.fromisoformat(data["created_at"])
+    for key in ("tags", "tags_added", "tags_removed"):
+        if isinstance(data.get(key), list):
+            data[key] = tuple(data[key])
     return data
 
 
@@ -208,13 +216,18 @@ def apply_event(
     state = replay(timeline(session, incident.id))
     snap = state.snapshot
     incident.title = snap.title or incident.title or f"{event.source} incident {event.incident_external_id}"
-    incident.service, incident.team, incident.url = snap.service, snap.team, snap.url
+    incident.service, incident.team, incident.url = (
+        mappings.services.service_of(event.source, snap),
+        snap.team,
+        snap.url,
+    )
+    incident.tags = list(snap.tags or ())
     incident.priority, incident.urgency, incident.dedup_key = snap.priority, snap.urgency, snap.dedup_key
     incident.severity = severity_for(mappings, event.source, snap.priority, snap.urgency)
     incident.status = state.status
     incident.triggered_at, incident.acknowledged_at = state.triggered_at, state.acknowledged_at
     incident.resolved_at = state.resolved_at
-    incident.fingerprint = fingerprint_for(event.source, snap.service, incident.title, snap.dedup_key)
+    incident.fingerprint = fingerprint_for(event.source, incident.service, incident.title, snap.dedup_key)
     incident.updated_at = utcnow()
     session.add(incident)
     session.flush()

@@ -41,6 +41,16 @@ def describe(mappings: Mappings, paths: dict[str, Path], shipped: Path) -> list[
     lines.append(heading("statuses", "tracker status to action status"))
     for tracker, rules in mappings.statuses.model_dump(mode="json").items():
         lines.append(f"  {tracker}: " + "; ".join(f"{k} {_value(v)}" for k, v in rules.items()))
+    rules = mappings.services.opsgenie
+    named = {
+        "integration": f"integration name ({_value(rules.integrations) if rules.integrations else 'none mapped'})",
+        "tag": f"a tag {rules.tag_prefix}NAME",
+        "details": "details.service",
+        "entity": "entity",
+        "team": f"owner team ({_value(rules.teams) if rules.teams else 'none mapped'})",
+    }
+    lines.append(heading("services", "the service of an Opsgenie alert, from the first of these that names one"))
+    lines.append("  " + "; then ".join(named[source] for source in rules.order))
     people = sorted(mappings.people)
     lines.append(heading("people", f"{len(people)} known: {', '.join(people)}" if people else "nobody is assigned"))
     return lines

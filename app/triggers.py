@@ -57,7 +57,7 @@ def _holds_from(
         return None
     if when.urgency and snap.urgency not in when.urgency:
         return None
-    if when.service and snap.service not in when.service:
+    if when.service and mappings.services.service_of(source, snap) not in when.service:
         return None
     if when.open_longer_than is None:
         return start

@@ -64,6 +64,7 @@ class TimelineOut(BaseModel):
     kind: TimelineKind
     actor: str | None
     text: str | None
+    tags: list[str] | None = Field(default=None, description="the whole tag set as this event reported it, if it did")
 
 
 class IncidentOut(BaseModel):
@@ -85,6 +86,7 @@ class IncidentOut(BaseModel):
     postmortem_id: int | None
     recurrence_of: int | None
     recurred_after_actions_done: bool | None
+    tags: list[str] = Field(description="Opsgenie tags; PagerDuty custom fields as name:value")
     timeline: list[TimelineOut]
 
 
@@ -266,6 +268,17 @@ class RevisionOut(BaseModel):
     at: datetime
     author: str
     changes: dict[str, Any]
+
+
+class DeadLetterOut(BaseModel):
+    id: int
+    source: str
+    status: Literal["dead_letter", "failed"]
+    reason: str | None = Field(description="why it could not be used")
+    received_at: datetime
+    event_type: str | None
+    external_id: str = Field(description="the event id; for a body that did not parse, dead:<sha256 of the body>")
+    body: str = Field(description="the body as received (UTF-8; undecodable bytes replaced)")
 
 
 class WebhookAnswer(BaseModel):
