@@ -228,6 +228,24 @@ def init(
     typer.echo(f"{hint}; `aftermath check-mappings` shows what the rules say.")
 
 
+@cli.command("replay-dead-letters")
+def replay_dead_letters(
+    ids: Annotated[list[int] | None, typer.Option("--id", help="only this dead letter (repeat for several)")] = None,
+) -> None:
+    """Parse the dead letters again with this version's parser (after a fix); those that parse become events the
+    worker applies. Failed events are queued to be applied again. Running it twice changes nothing more."""
+    from app import dead_letters
+
+    context = _context()
+    _migrate(context)
+    with context.write() as session:
+        results = dead_letters.replay(session, ids)
+    for result in results:
+        typer.echo(f"{result.id}\t{result.source}\t{result.outcome}\t{result.detail}")
+    if not results:
+        typer.echo("no dead letters" + (" with those ids" if ids else ""))
+
+
 @token_cli.command("create")
 def token_create(
     name: Annotated[str, typer.Argument(help="who uses it; recorded as the author of changes")],

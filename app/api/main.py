@@ -14,7 +14,18 @@ from fastapi_swagger import patch_fastapi
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from app import __version__
-from app.api import actions, health, incidents, ledger, metrics, pages, postmortems, reports, webhooks
+from app.api import (
+    actions,
+    dead_letters,
+    health,
+    incidents,
+    ledger,
+    metrics,
+    pages,
+    postmortems,
+    reports,
+    webhooks,
+)
 from app.api.limits import BodyLimit
 from app.context import Context
 from app.errors import DomainError
@@ -76,7 +87,7 @@ def create_app(context: Context, *, embedded_worker: bool | None = None) -> Fast
     )
     patch_fastapi(app, docs_url="/docs", redirect_from_root_to_docs=False)
     app.state.context = context
-    for router in (webhooks, incidents, postmortems, reports, actions, ledger, metrics, health, pages):
+    for router in (webhooks, incidents, postmortems, reports, actions, ledger, dead_letters, metrics, health, pages):
         app.include_router(router.router)
     app.add_middleware(BodyLimit)
     _document_error_details(app)
