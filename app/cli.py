@@ -6,6 +6,7 @@ import gc
 import logging
 import shutil
 import signal
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -58,8 +59,13 @@ def _context() -> Context:
 
 def _reload_on_sighup(context: Context) -> None:
     """`kill -HUP <pid>` reads the mapping files again; invalid ones are logged and the previous ones stay."""
+
+    def reload(_signum: int, _frame: object) -> None:
+        # On a thread of its own: a signal handler interrupts the main thread anywhere, even inside logging.
+        threading.Thread(target=context.reload_mappings, name="aftermath-reload", daemon=True).start()
+
     if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, lambda _signum, _frame: context.reload_mappings())
+        signal.signal(signal.SIGHUP, reload)
 
 
 def _migrate(context: Context) -> None:
