@@ -17,7 +17,7 @@ from app.inbox import DeliveryStatus, InboundEvent
 from tests.helpers import READ, apply_inbox, pd_event, pd_signature, post_pd
 
 ROOT = Path(__file__).resolve().parent.parent
-OG_CREATE = (Path(__file__).resolve().parent / "payloads" / "opsgenie" / "og2_01_create.json").read_bytes()
+OG_CREATE = (Path(__file__).resolve().parent / "payloads" / "tags" / "og2_01_create.json").read_bytes()
 
 
 def _post_raw_pd(client: TestClient, body: bytes) -> int:

@@ -19,7 +19,7 @@ from tests.helpers import READ, post_og, post_pd
 
 PAYLOADS = Path(__file__).resolve().parent / "payloads"
 OG = [
-    f"opsgenie/{name}"
+    f"tags/{name}"
     for name in ("og2_01_create.json", "og2_02_addtags.json", "og2_03_removetags.json", "og2_04_addtags_delta.json")
 ]
 
@@ -55,7 +55,7 @@ def test_opsgenie_tags_come_out_the_same_in_any_order(client: TestClient, order:
 
 
 def test_pagerduty_custom_fields_are_tags(client: TestClient) -> None:
-    names = ["pagerduty/incB_02_custom_field_values_updated.json", "pagerduty/incB_01_triggered.json"]
+    names = ["tags/incB_02_custom_field_values_updated.json", "tags/incB_01_triggered.json"]
     for name in names:  # the field values first: delivery order does not matter
         assert post_pd(client, (PAYLOADS / name).read_bytes()).status_code == 202
     incident = _incident(client, "Q1CF8TAGS0001")
