@@ -217,6 +217,9 @@ def refile(session: Session, action: Action, target: Target | None, *, author: s
     Whatever the last attempt left (its error, its warnings) is cleared; the new attempt starts now.
     """
     assert action.id is not None
+    postmortem = session.get(Postmortem, action.postmortem_id)
+    assert postmortem is not None
+    ensure_open(postmortem)
     _unfiled(action, "move it")
     changes: dict[str, Any] = {"refiled": True}
     if target is not None and target != action.target:
@@ -227,8 +230,6 @@ def refile(session: Session, action: Action, target: Target | None, *, author: s
         raise Invalid("tracker: the action has no target and no mapping in trackers.yaml matches; name one")
     action.last_error, action.warnings, action.updated_at = None, [], utcnow()
     session.add(action)
-    postmortem = session.get(Postmortem, action.postmortem_id)
-    assert postmortem is not None
     record_revision(session, postmortem, author, {"action_changed": {"id": action.id, **changes}})
     session.flush()
     _queue_filing(session, action)

@@ -72,6 +72,7 @@ class Context:
         # One assignment: request handlers and the worker read `mappings` once per unit of work, and see either the
         # old rules or the new ones, never a mix.
         self.mappings = mappings
+        self.forget_refused()  # what a target refused may depend on what the mappings sent it
         log.info("mappings reloaded from %s", folder.resolve())
         return True
 

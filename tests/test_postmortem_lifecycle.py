@@ -60,6 +60,7 @@ def test_a_closed_postmortem_refuses_edits_until_reopened(client: TestClient) ->
         client.patch(f"/api/v1/findings/{finding['id']}", json={"statement": "changed"}, headers=WRITE),
         client.post(f"/api/v1/postmortems/{pm['id']}/actions", json=action_body, headers=WRITE),
         client.patch(f"/api/v1/actions/{action['id']}", json={"title": "changed"}, headers=WRITE),
+        client.post(f"/api/v1/actions/{action['id']}/refile", headers=WRITE),
         client.post(f"/api/v1/incidents/{incident['id']}/postmortem", json={"owner": "x@example.com"}, headers=WRITE),
     ]
     assert [r.status_code for r in refused] == [409] * len(refused), [r.text for r in refused]
