@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import shutil
 import signal
+import sys
+import tempfile
 import threading
 from datetime import timedelta
+from multiprocessing.process import BaseProcess
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
 from fastapi import FastAPI
 
-from app import __version__, migrations, shipped, tokens
+from app import __version__, embedded, migrations, shipped, tokens
 from app.context import Context, build_context
 from app.logs import configure
 from app.mapping_summary import describe
 from app.mappings import FILES, load_mappings, sources
 from app.settings import SettingsError, load_settings
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable (see app/telemetry.py)
+PULSE_VARIABLE = "AFTERMATH_INGEST_PULSE"  # app.ingest.PULSE_VARIABLE (not imported here: see _shared_folder)
 
 cli = typer.Typer(
     help="Aftermath: alert webhooks to postmortem actions in your tracker, with a ledger.",
@@ -46,23 +54,45 @@ def _main(
     """Aftermath: alert webhooks to postmortem actions in your tracker, with a ledger."""
 
 
-def _context() -> Context:
-    """Settings, mappings and engine, or one clear line and exit 2 when a setting is wrong."""
+def _context(announce: bool = False) -> Context:
+    """Settings, mappings and engine, or one clear line and exit 2 when a setting is wrong; `announce` logs which
+    integrations are on."""
     try:
         settings = load_settings()
-        configure(settings.secrets())
-        return build_context(settings)
+        configure(settings.secrets(), settings.log_format)
+        context = build_context(settings)
     except (SettingsError, FileNotFoundError) as exc:
         typer.echo(f"aftermath: {exc}", err=True)
         raise typer.Exit(2) from None
+    if announce:
+        log.info(settings.integrations())
+    return context
 
 
-def _reload_on_sighup(context: Context) -> None:
-    """`kill -HUP <pid>` reads the mapping files again; invalid ones are logged and the previous ones stay."""
+def _shared_folder() -> Path:
+    """Files every process of this server shares (uvicorn's, the embedded worker's): the folder its metrics are
+    counted in, summed by /metrics (prometheus-client reads the variable when it is first imported, which must
+    therefore not have happened yet), and the ingest pulse."""
+    if "prometheus_client.values" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before `serve` chose where its metrics live")
+    folder = Path(tempfile.gettempdir()) / f"aftermath-serve-{os.getpid()}"
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "metrics").mkdir(parents=True)
+    os.environ[MULTIPROCESS_DIR] = str(folder / "metrics")
+    # The group commits' pulse (app/ingest.py), by which the embedded worker's process yields to ingest.
+    os.environ[PULSE_VARIABLE] = str(folder / "ingest-pulse")
+    return folder
+
+
+def _reload_on_sighup(context: Context, worker: BaseProcess | None = None) -> None:
+    """`kill -HUP <pid>` reads the mapping files again (and has the embedded worker's process do the same); invalid
+    ones are logged and the previous ones stay."""
 
     def reload(_signum: int, _frame: object) -> None:
         # On a thread of its own: a signal handler interrupts the main thread anywhere, even inside logging.
         threading.Thread(target=context.reload_mappings, name="aftermath-reload", daemon=True).start()
+        if worker is not None and worker.pid is not None and worker.is_alive():
+            os.kill(worker.pid, signal.SIGHUP)
 
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, reload)
@@ -95,10 +125,19 @@ def _first_token(context: Context) -> None:
 
 
 def create_app_from_env() -> FastAPI:
-    """uvicorn factory for `serve --workers N`: each process builds its own context (and reads the mappings)."""
+    """uvicorn factory for `serve --workers N`: each process builds its own context (the worker runs apart) and
+    reads the mappings."""
     from app.api.main import create_app
 
-    return _frozen(create_app(_context()))
+    context = _context()
+    return _frozen(create_app(context, embedded_worker=_in_process_worker(context)))
+
+
+def _in_process_worker(context: Context) -> bool:
+    """Whether the embedded worker runs as threads of the server process (SQLite) rather than in a process of its own
+    (PostgreSQL). SQLite has one writer: a second process's writes wait for the server's through SQLite's busy
+    handler, which sleeps, while writers of one process hand the write lock over at once (app/db.py)."""
+    return context.settings.worker == "embedded" and context.engine.dialect.name == "sqlite"
 
 
 def _frozen(app: FastAPI) -> FastAPI:
@@ -136,20 +175,37 @@ def serve(
     """Migrate the database, then serve the API (and the embedded worker unless AFTERMATH_WORKER=off)."""
     import uvicorn
 
-    context = _context()
-    _migrate(context)
-    _first_token(context)
-    options = uvicorn_options(host, port, access_log)
-    if workers > 1:
-        context.engine.dispose()
-        uvicorn.run("app.cli:create_app_from_env", factory=True, workers=workers, **options)
-    else:
-        from app.api.main import create_app
+    shared = _shared_folder()
+    # uvicorn stops on SIGTERM, then raises it again for the handler it found: make that handler an exit, so the
+    # embedded worker is stopped and the shared folder removed below (the default handler ends the process at once).
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    worker = None
+    try:
+        context = _context(announce=True)
+        _migrate(context)
+        _first_token(context)
+        options = uvicorn_options(host, port, access_log)
+        own_process = context.settings.worker == "embedded" and not _in_process_worker(context)
+        worker = embedded.start() if own_process else None
+        if workers > 1:
+            context.engine.dispose()
+            uvicorn.run("app.cli:create_app_from_env", factory=True, workers=workers, **options)
+        else:
+            from app.api.main import create_app
 
-        # uvicorn handles SIGINT and SIGTERM only; with --workers N its supervisor answers SIGHUP by restarting the
-        # server processes, which read the mappings anew.
-        _reload_on_sighup(context)
-        uvicorn.run(_frozen(create_app(context)), **options)
+            app = create_app(context, embedded_worker=_in_process_worker(context))
+            # uvicorn handles SIGINT and SIGTERM only; with --workers N its supervisor answers SIGHUP by restarting
+            # the server processes, which read the mappings anew.
+            _reload_on_sighup(context, worker)
+            uvicorn.run(_frozen(app), **options)
+    finally:
+        if worker is not None:
+            embedded.stop(worker)
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 @cli.command()
@@ -168,7 +224,7 @@ def worker(
         # Must exceed the longest job (a tracker call with its timeout): a shorter lease lets a second worker take
         # over a job that is still running. Tests shorten it to see a dead worker's job taken over quickly.
         jobs.LEASE = timedelta(seconds=lease_seconds)
-    context = _context()
+    context = _context(announce=not once)
     _reload_on_sighup(context)
     runner = Worker(context)
     if once:

@@ -8,10 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
 from sqlalchemy import JSON, Engine, MetaData, create_engine, event, text
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_dict
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Session, SQLModel
 from sqlmodel.sql.sqltypes import AutoString
@@ -25,6 +28,7 @@ SQLModel.metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 metadata: MetaData = SQLModel.metadata
+T = TypeVar("T", bound=SQLModel)
 
 
 def utcnow() -> datetime:
@@ -96,7 +100,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # 100 per connection, and a batched INSERT has a different text for every batch size, so the group commit kept
     # preparing and deallocating; that cost several times the insert itself. Planning these queries is cheap.
     connect_args = {"prepare_threshold": None, **kwargs.pop("connect_args", {})}
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+    return create_engine(url, connect_args=connect_args, **{"pool_pre_ping": True, **kwargs})
 
 
 # One lock per SQLite engine: writers of this process queue on it, and are handed the turn the moment the previous
@@ -158,6 +162,21 @@ def insert_ignoring_conflict(session: Session, table: Any, values: dict[str, Any
     if "id" in table.__table__.c:
         return session.execute(stmt.returning(table.__table__.c.id))
     return session.execute(stmt)
+
+
+def attach_inserted(session: Session, model: type[T], values: dict[str, Any]) -> T:
+    """The ORM object of a row this transaction has just inserted with `values` (its id included), attached to the
+    session as if read back: later changes to it are flushed as UPDATEs. SQLModel's constructor validates every
+    field, which costs more than the INSERT itself; this fills the object's state directly."""
+    mapper = sa_inspect(model)
+    obj = mapper.class_manager.new_instance()
+    state = instance_dict(obj)
+    for attribute in mapper.column_attrs:
+        key = attribute.key
+        state[key] = values[key] if key in values else model.model_fields[key].get_default(call_default_factory=True)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj  # type: ignore[no-any-return]
 
 
 def page(session: Session, query: Any, id_column: Any, after: int | None, limit: int) -> tuple[list[Any], str | None]:

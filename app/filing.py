@@ -143,6 +143,7 @@ def file_action(context: Context, job: Job) -> Outcome:
     if action.tracker_key:
         return Done()
     tracker, target, draft = _tracker_and_draft(context, action, postmortem, found)
+    log.info("filing action %s in %s (attempt %d)", action.id, target.name, job.attempts)
     ref: IssueRef | None = None
     dropped: list[Dropped] = []
     if job.attempts > 1:
@@ -220,6 +221,7 @@ def _record_filed(session: Session, action_id: int, ref: IssueRef, dropped: list
         action.status = ActionStatus.OPEN
     action.updated_at = utcnow()
     session.add(action)
+    log.info("action %s filed as %s (%s)", action.id, ref.key, ref.url)
     ledger.append(
         session,
         kind=LedgerKind.FILED,

@@ -4,33 +4,34 @@
 2. `GroupCommitter.submit` stores it: many concurrent deliveries share one INSERT and one COMMIT, and each request
    is answered only after the transaction holding its event committed, so a 202 still means "durably stored".
 3. `answer` says what the route tells the source (accepted, duplicate, ignored, or the dead letter's reason).
-4. Later, off the request path, `apply_pending` folds stored alert events into their incidents.
+4. Later, off the request path, app/applier.py folds stored alert events into their incidents.
 
-`busy(engine)` tells a worker in this process whether deliveries are being stored right now, so it can let them
-go first.
+`busy(engine)` tells a worker whether deliveries are being stored right now, so it can let them go first: in this
+process, or in any process of the same `aftermath serve` (a shared pulse).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+import mmap
+import os
 import queue
+import struct
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
-from sqlmodel import Session
+from sqlalchemy.exc import DBAPIError
 
-from app import inbox, recurrence, triggers
-from app.db import transaction, utcnow
+from app import inbox
+from app.db import make_engine, transaction
 from app.inbox import Delivery, DeliveryStatus
-from app.incidents import apply_event
-from app.mappings import Mappings
 from connectors import opsgenie, pagerduty
 from connectors.events import AlertEvent, PayloadError
 
@@ -93,11 +94,55 @@ def _resolve(answers: list[tuple[asyncio.Future[bool], bool | BaseException]]) -
 
 
 _RUNNING: list[GroupCommitter] = []
+PULSE_VARIABLE = "AFTERMATH_INGEST_PULSE"  # set by `aftermath serve` for its processes; not a setting
+QUIET = 0.02  # seconds without a commit after which ingest counts as idle (more deliveries are likely until then)
+CROWD = 8  # deliveries in one commit: they were waiting for each other, a storm rather than a trickle
+
+
+class Pulse:
+    """When the latest group commit ended, in a small memory-mapped file that every process of one server shares: the
+    server's processes write it, the embedded worker's process reads it (the clock is the system-wide monotonic one)."""
+
+    def __init__(self, path: str) -> None:
+        with open(path, "a+b") as file:
+            if os.fstat(file.fileno()).st_size < 16:
+                file.write(b"\0" * 16)
+                file.flush()
+            self._map = mmap.mmap(file.fileno(), 16)
+
+    def beat(self, size: int) -> None:
+        struct.pack_into("dd", self._map, 0, time.monotonic(), float(size))
+
+    def read(self) -> tuple[float, int]:
+        """Seconds since the latest commit, and how many deliveries it stored."""
+        at, size = struct.unpack_from("dd", self._map, 0)
+        return time.monotonic() - float(at), int(size)
+
+
+@functools.cache
+def shared_pulse() -> Pulse | None:
+    path = os.environ.get(PULSE_VARIABLE)
+    return Pulse(path) if path else None
 
 
 def busy(engine: Engine) -> bool:
-    """Whether a committer of this process on this engine is storing deliveries now or is likely to be shortly."""
-    return any(c.engine is engine and c.busy() for c in _RUNNING)
+    """Whether deliveries are being stored now or are likely to be shortly: by a committer of this process on this
+    engine, or by any process of the same server (through the shared pulse)."""
+    if any(c.engine is engine and c.busy() for c in _RUNNING):
+        return True
+    pulse = shared_pulse()
+    return pulse is not None and pulse.read()[0] < QUIET
+
+
+def crowded(engine: Engine) -> bool:
+    """Whether deliveries are queueing up (a storm): the worker then waits for them; a trickle it does not."""
+    if any(c.engine is engine and c.crowded() for c in _RUNNING):
+        return True
+    pulse = shared_pulse()
+    if pulse is None:
+        return False
+    idle, size = pulse.read()
+    return idle < QUIET and size >= CROWD
 
 
 class GroupCommitter:
@@ -106,7 +151,14 @@ class GroupCommitter:
         self.engine, self.max_batch, self.on_commit = engine, max_batch, on_commit
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._in_flight, self._last_commit = False, 0.0
+        self._in_flight, self._last_commit, self._last_size = False, 0.0, 0
+        # PostgreSQL: its own connection pool without the ping before each checkout (a round trip per batch); a
+        # connection found dead is retried once instead. SQLite keeps the engine, whose in-process write lock the
+        # other writers of this process queue on.
+        self._writer = engine
+        if engine.dialect.name == "postgresql":
+            url = engine.url.render_as_string(hide_password=False)
+            self._writer = make_engine(url, pool_pre_ping=False, pool_size=1)
 
     async def submit(self, delivery: Delivery) -> bool:
         """Store the delivery; True if it was new, False for a redelivery. Raises what the database raised."""
@@ -115,10 +167,15 @@ class GroupCommitter:
         self._queue.put((delivery, future, loop))
         return await future
 
-    def busy(self, quiet: float = 0.02) -> bool:
+    def busy(self, quiet: float = QUIET) -> bool:
         """Deliveries queued or a batch not yet committed, or one committed less than `quiet` seconds ago (more are
         likely on their way)."""
         return self._in_flight or not self._queue.empty() or time.monotonic() - self._last_commit < quiet
+
+    def crowded(self) -> bool:
+        """Deliveries queued behind the commit under way, or the last commit took many at once."""
+        recent = time.monotonic() - self._last_commit < QUIET
+        return not self._queue.empty() or (recent and self._last_size >= CROWD)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="aftermath-group-commit", daemon=True)
@@ -132,6 +189,8 @@ class GroupCommitter:
             self._queue.put(None)
             self._thread.join(timeout=10)
             self._thread = None
+        if self._writer is not self.engine:
+            self._writer.dispose()
 
     def _run(self) -> None:
         while True:
@@ -151,17 +210,29 @@ class GroupCommitter:
                     break
                 batch.append(item)
             self._commit(batch)
-            self._in_flight, self._last_commit = False, time.monotonic()
+            self._in_flight, self._last_commit, self._last_size = False, time.monotonic(), len(batch)
+            if pulse := shared_pulse():
+                pulse.beat(len(batch))
             if stopping:
                 return
 
     def _commit(self, batch: list[_Item]) -> None:
-        try:
-            with transaction(self.engine) as session:
-                stored: list[bool | BaseException] = list(inbox.store_many(session, [d for d, _, _ in batch]))
-        except Exception as exc:  # the database is down or refused the batch: every waiting request hears it
-            log.warning("group commit of %d events failed: %s", len(batch), type(exc).__name__)
-            stored = [exc] * len(batch)
+        stored: list[bool | BaseException]
+        for attempt in (1, 2):
+            try:
+                with transaction(self._writer) as session:
+                    stored = list(inbox.store_many(session, [d for d, _, _ in batch]))
+                break
+            except DBAPIError as exc:
+                if attempt == 1 and exc.connection_invalidated:
+                    continue  # a connection the database had dropped (a restart): once more, on a new one
+                log.warning("group commit of %d events failed: %s", len(batch), type(exc).__name__)
+                stored = [exc] * len(batch)
+                break
+            except Exception as exc:  # the database is down or refused the batch: every waiting request hears it
+                log.warning("group commit of %d events failed: %s", len(batch), type(exc).__name__)
+                stored = [exc] * len(batch)
+                break
         # One wake-up per event loop for the whole batch, not one per request.
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool], bool | BaseException]]] = {}
         for (_, future, loop), value in zip(batch, stored, strict=True):
@@ -171,30 +242,3 @@ class GroupCommitter:
                 loop.call_soon_threadsafe(_resolve, answers)
         if self.on_commit and not isinstance(stored[0], BaseException):
             self.on_commit()
-
-
-# -- apply -----------------------------------------------------------------------------------------------------------
-def apply_pending(session: Session, mappings: Mappings, limit: int = 200) -> int:
-    """Apply stored alert events to their incidents, oldest first; one bad event never blocks the rest."""
-    rows = inbox.claim_pending(session, limit)
-    for row in rows:
-        try:
-            with session.begin_nested():
-                event = PARSERS[row.source](row.body.encode("utf-8"))
-                incident = apply_event(session, mappings, event, row.id or 0, row.received_at)
-                recurrence.link_if_recurring(session, incident)
-                triggers.apply_rules(session, mappings, incident)
-                row.incident_id = incident.id
-        except OperationalError:
-            # A deadlock with another applier (or the database going away) is transient: the event stays pending and
-            # is applied on a later pass, instead of being parked as failed.
-            log.warning("inbound event %s not applied this time (transient database error); it stays pending", row.id)
-            session.flush()
-            return rows.index(row)  # what was applied; 0 lets the caller pause before trying again
-        except Exception as exc:  # a parser or domain bug: park the event with the reason instead of looping on it
-            log.exception("inbound event %s could not be applied", row.id)
-            row.status, row.reason = DeliveryStatus.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
-        row.processed_at = utcnow()
-        session.add(row)
-    session.flush()
-    return len(rows)

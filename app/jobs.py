@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import JSON, Column, Text, and_, or_, update
 from sqlmodel import Field, Session, SQLModel, select
 
+from app import telemetry
 from app.db import EnumText, UTCDateTime, insert_ignoring_conflict, is_postgres, utcnow
+from app.logs import bound
 from connectors.tracker import OutcomeUnknown, PermanentError, RetryLater, TrackerError
 
 if TYPE_CHECKING:
@@ -274,6 +276,13 @@ def run_next(context: Context, worker_id: str) -> bool:
     if job is None:
         return False
     assert job.id is not None
+    with bound(job_id=job.id, action_id=job.action_id):
+        _run(context, job, worker_id)
+    return True
+
+
+def _run(context: Context, job: Job, worker_id: str) -> None:
+    assert job.id is not None
     registered = HANDLERS.get(job.kind)  # read back as a plain string, which hashes like its member
     outcome: Outcome | None = None
     error: TrackerError | None = None
@@ -286,21 +295,26 @@ def run_next(context: Context, worker_id: str) -> bool:
     except Exception:
         # A bug in one job must not stop the loop; the lease runs out and the job is retried later.
         log.exception("job %s (%s) crashed", job.id, job.kind)
-        return True
+        telemetry.JOBS.labels(job.kind, "crashed").inc()
+        return
+    if error is None:
+        telemetry.TRACKER_CALLS.labels(job.kind, "ok").inc()
     with context.write() as session:
         mine = still_mine(session, job.id, worker_id)
         if mine is None:
-            return True  # another worker took the job over (lease ran out); it does the job itself
+            telemetry.JOBS.labels(job.kind, "lost").inc()
+            return  # another worker took the job over (lease ran out); it does the job itself
         if error is not None:
             _settle_error(session, mine, error, registered)
         elif isinstance(outcome, Later):
             _retry(session, mine, outcome.reason, outcome.seconds)
+            telemetry.JOBS.labels(job.kind, "later").inc()
         else:
             assert isinstance(outcome, Done)
             if outcome.record is not None:
                 outcome.record(session, mine)
             _finish(session, mine)
-    return True
+            telemetry.JOBS.labels(job.kind, "done").inc()
 
 
 def _settle_error(session: Session, job: Job, error: TrackerError, registered: Handler | None) -> None:
@@ -309,6 +323,10 @@ def _settle_error(session: Session, job: Job, error: TrackerError, registered: H
     if final:
         log.warning("%s failed for good: %s", what, error.message)
         _fail(session, job, error.message)
+        telemetry.TRACKER_CALLS.labels(job.kind, "failed").inc()
+        telemetry.JOBS.labels(job.kind, "failed").inc()
+        if job.kind == JobKind.FILE_ACTION:
+            telemetry.FILING_FAILURES.inc()
     else:
         assert isinstance(error, RetryLater)
         if isinstance(error, OutcomeUnknown):
@@ -317,6 +335,9 @@ def _settle_error(session: Session, job: Job, error: TrackerError, registered: H
         note = " (the effect may have happened; the handler checks first)" if isinstance(error, OutcomeUnknown) else ""
         log.info("%s: %s; retry in %.0fs%s", what, error.message, delay, note)
         _retry(session, job, error.message, delay)
+        telemetry.TRACKER_CALLS.labels(job.kind, "retry_later").inc()
+        telemetry.RETRY_LATER.labels(job.kind).observe(delay)
+        telemetry.JOBS.labels(job.kind, "retry").inc()
     if registered is not None and registered.on_error is not None:
         registered.on_error(session, job, error, final)
 

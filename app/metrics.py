@@ -3,24 +3,23 @@ postmortem progress. Every figure carries the number of incidents, postmortems o
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Float, case, cast, distinct, extract, func, literal
+from sqlalchemy import Date, case, cast, func
 from sqlalchemy import select as sa_select
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from app.actions import Action
+from app.aggregates import count_if, duration_columns, durations_from, one_row, run_passes
 from app.db import is_postgres
 from app.findings import Finding
 from app.incidents import Incident
 from app.postmortems import UNPUBLISHED, Postmortem
-from app.vocabulary import CLOSED, ActionStatus, IncidentStatus
+from app.vocabulary import CLOSED, ActionStatus, IncidentStatus, Severity
 
 
 @dataclass(frozen=True)
@@ -137,7 +136,8 @@ def summary(
     team: str | None = None,
     today: date,
 ) -> Summary:
-    """All figures for one window; a handful of queries, each selecting only the columns it needs.
+    """All figures for one window, in one aggregate query per table (incidents, actions, postmortems, findings):
+    each answers a single row of labelled figures, and no row of the table leaves the database.
 
     - incidents, MTTA, MTTR, MTTD and recurrences: incidents triggered in [since, until) of that service/team.
       MTTA = first acknowledge - trigger (incidents never acknowledged are left out); MTTR = last resolve -
@@ -146,58 +146,24 @@ def summary(
       Negative deltas (clock skew between sources, or an alert that fired before impact) count as 0.
     - postmortems and recurrence by category: postmortems covering at least one incident in the window.
     - actions: created in [since, until), of postmortems covering an incident of that service/team.
+
+    A figure for another issue is one more labelled column in the pass over its table (see `_one_row`).
     """
     window = Window(since, until, service, team, today)
-    mtta, mttr, mttd = _incident_durations(session, window)
+    passes = run_passes(
+        session, window, [_incident_pass, _recurrence_pass, _recurrence_by_category, _action_pass, _postmortem_pass]
+    )
+    (incident_figures, mtta, mttr, mttd), recurrence, by_category, actions, postmortems = passes
     return Summary(
         window=window,
-        incidents=_incident_counts(session, window),
+        incidents=incident_figures,
         mtta=mtta,
         mttr=mttr,
         mttd=mttd,
-        recurrence=_recurrence(session, window),
-        actions=_actions(session, window),
-        postmortems=_postmortems(session, window),
+        recurrence=replace(recurrence, by_category=by_category),
+        actions=actions,
+        postmortems=postmortems,
     )
-
-
-def _seconds(start: datetime | None, end: datetime | None) -> float | None:
-    return None if start is None or end is None else max((end - start).total_seconds(), 0.0)
-
-
-def _duration_stats(
-    session: Session, pairs: Sequence[tuple[Any, Any]], build: Callable[[list[Any]], Any]
-) -> list[Durations]:
-    """Durations of end - start for each (start, end) pair of columns; `build` makes the query selecting them.
-
-    PostgreSQL aggregates in SQL (percentile_cont is the same linear interpolation as `quantile`), so no row
-    leaves the database; SQLite hands over the timestamps and Python does the arithmetic.
-    """
-    if not is_postgres(session):
-        rows = session.execute(build([column for pair in pairs for column in pair])).all()
-        deltas = [[_seconds(row[2 * i], row[2 * i + 1]) for row in rows] for i in range(len(pairs))]
-        return [durations([d for d in column if d is not None]) for column in deltas]
-    # EXTRACT gives numeric seconds, exact to the microsecond; negative deltas count as 0, as in _seconds.
-    # (Not GREATEST(x, 0): PostgreSQL's ignores NULL, which would turn "not measurable" into 0.)
-    differences = [cast(extract("epoch", end - start), Float) for start, end in pairs]
-    seconds = [case((delta < 0, 0.0), else_=delta).label(f"d{i}") for i, delta in enumerate(differences)]
-    sub = build(seconds).subquery()
-    # One sort per column gives both quantiles: percentile_cont over an array of fractions.
-    quantiles = postgresql.array([literal(0.5, Float), literal(0.9, Float)])
-    stats: list[Any] = []
-    for i in range(len(pairs)):
-        column = sub.c[f"d{i}"]
-        stats += [func.count(column), func.percentile_cont(quantiles).within_group(column), func.avg(column)]
-    row = session.execute(sa_select(*stats)).one()
-    result = []
-    for i in range(len(pairs)):
-        count, quantiles_found, mean = row[3 * i : 3 * i + 3]
-        if not count:
-            result.append(Durations(0, None, None, None))
-            continue
-        median, p90 = quantiles_found
-        result.append(Durations(int(count), round(median, 6), round(p90, 6), round(mean, 6)))
-    return result
 
 
 def _where_incident(query: Any, window: Window, incident: Any = Incident) -> Any:
@@ -216,27 +182,62 @@ def _where_owner(query: Any, window: Window, incident: Any = Incident) -> Any:
     return query
 
 
-def _incident_counts(session: Session, window: Window) -> IncidentFigures:
-    query = _where_incident(select(Incident.severity, func.count()), window).group_by(Incident.severity)
-    by_severity = {severity: int(count) for severity, count in session.exec(query).all()}
-    return IncidentFigures(sum(by_severity.values()), dict(sorted(by_severity.items())))
-
-
-def _incident_durations(session: Session, window: Window) -> list[Durations]:
-    """MTTA, MTTR and MTTD of the incidents in the window."""
+def _incident_pass(session: Session, window: Window) -> tuple[IncidentFigures, Durations, Durations, Durations]:
+    """Counts by severity and MTTA/MTTR/MTTD over the window's incidents, in one query."""
     triggered, acknowledged = col(Incident.triggered_at), col(Incident.acknowledged_at)
     resolved = case((col(Incident.status) == IncidentStatus.RESOLVED, col(Incident.resolved_at)))
-    impact_start = col(Postmortem.impact_start)
-
-    def build(columns: list[Any]) -> Any:
-        # SQLModel's select() is typed for at most four columns; SQLAlchemy's takes any number.
-        query = sa_select(*columns).select_from(Incident)
-        query = query.outerjoin(Postmortem, col(Incident.postmortem_id) == col(Postmortem.id))
-        return _where_incident(query, window)
-
-    return _duration_stats(
-        session, [(triggered, acknowledged), (triggered, resolved), (impact_start, triggered)], build
+    columns = [
+        func.count().label("incidents"),
+        *(count_if(col(Incident.severity) == severity).label(f"severity_{severity}") for severity in Severity),
+        *duration_columns(session, "mtta", triggered, acknowledged),
+        *duration_columns(session, "mttr", triggered, resolved),
+        *duration_columns(session, "mttd", col(Postmortem.impact_start), triggered),
+    ]
+    query = sa_select(*columns).select_from(Incident)
+    query = query.outerjoin(Postmortem, col(Incident.postmortem_id) == col(Postmortem.id))
+    row = one_row(session, _where_incident(query, window))
+    by_severity = {str(s): int(row[f"severity_{s}"]) for s in Severity if row[f"severity_{s}"]}
+    return (
+        IncidentFigures(int(row["incidents"]), dict(sorted(by_severity.items()))),
+        durations_from(row, "mtta"),
+        durations_from(row, "mttr"),
+        durations_from(row, "mttd"),
     )
+
+
+def _recurrence_pass(session: Session, window: Window) -> RecurrenceFigures:
+    """The window's recurring incidents, each classified by the earlier postmortem's actions at its trigger time.
+
+    "After all actions done": the earlier postmortem has actions, each done or won't-do with closed_at at or
+    before the recurrence was triggered. "With actions open": any action still open at that time (a closed
+    action without closed_at counts as open: when it closed is unknown). "Without actions": none recorded.
+    Read from the recurring incidents only (few), each with its earlier postmortem's action figures.
+    """
+    recurring, earlier = aliased(Incident), aliased(Incident)
+    of_earlier = col(Action.postmortem_id) == earlier.postmortem_id
+    closed_in_time = col(Action.status).in_(CLOSED) & col(Action.closed_at).is_not(None)
+    per_incident: Any = (
+        select(
+            col(recurring.triggered_at).label("triggered"),
+            select(func.count()).where(of_earlier).scalar_subquery().label("actions"),
+            select(func.count()).where(of_earlier, ~closed_in_time).scalar_subquery().label("unclosed"),
+            select(func.max(Action.closed_at)).where(of_earlier).scalar_subquery().label("last_closed"),
+        )
+        .join(earlier, col(recurring.recurrence_of) == col(earlier.id))
+        .where(col(recurring.recurrence_of).is_not(None))
+    )
+    sub = _where_incident(per_incident, window, recurring).subquery()
+    all_done = (sub.c.actions > 0) & (sub.c.unclosed == 0) & (sub.c.last_closed <= sub.c.triggered)
+    row = one_row(
+        session,
+        sa_select(
+            func.count().label("recurring"),
+            count_if(all_done).label("after_done"),
+            count_if(sub.c.actions == 0).label("without"),
+        ),
+    )
+    count, after_done, without = int(row["recurring"]), int(row["after_done"]), int(row["without"])
+    return RecurrenceFigures(count, after_done, count - after_done - without, without, {})
 
 
 def _postmortems_in_window(window: Window) -> Any:
@@ -248,93 +249,57 @@ def _recurred_postmortems(window: Window | None) -> Any:
     """Ids of postmortems whose incident recurred (the recurring incident in the window, when one is given)."""
     recurring, earlier = aliased(Incident), aliased(Incident)
     query = select(earlier.postmortem_id).join(recurring, col(recurring.recurrence_of) == col(earlier.id))
+    # Said outright, so the planner starts from the few recurring incidents instead of hashing them all.
+    query = query.where(col(recurring.recurrence_of).is_not(None))
     return query if window is None else _where_incident(query, window, recurring)
-
-
-def _recurrence(session: Session, window: Window) -> RecurrenceFigures:
-    """Each recurring incident in the window is classified by the earlier postmortem's actions at its trigger time.
-
-    "After all actions done": the earlier postmortem has actions, each done or won't-do with closed_at at or
-    before the recurrence was triggered. "With actions open": any action still open at that time (a closed
-    action without closed_at counts as open: when it closed is unknown). "Without actions": none recorded.
-    """
-    recurring, earlier = aliased(Incident), aliased(Incident)
-    closed_in_time = col(Action.status).in_(CLOSED) & col(Action.closed_at).is_not(None)
-    per_postmortem = (
-        select(
-            col(Action.postmortem_id).label("postmortem_id"),
-            func.count().label("actions"),
-            func.sum(case((closed_in_time, 0), else_=1)).label("unclosed"),
-            func.max(Action.closed_at).label("last_closed"),
-        )
-        .where(col(Action.postmortem_id).in_(_recurred_postmortems(window)))
-        .group_by(col(Action.postmortem_id))
-        .subquery()
-    )
-    query = (
-        select(
-            recurring.triggered_at, per_postmortem.c.actions, per_postmortem.c.unclosed, per_postmortem.c.last_closed
-        )
-        .join(earlier, col(recurring.recurrence_of) == col(earlier.id))
-        .outerjoin(per_postmortem, per_postmortem.c.postmortem_id == earlier.postmortem_id)
-    )
-    rows = session.exec(_where_incident(query, window, recurring)).all()
-    after_done = with_open = without = 0
-    for triggered, actions, unclosed, last_closed in rows:
-        if not actions:
-            without += 1
-        elif not unclosed and triggered is not None and last_closed is not None and last_closed <= triggered:
-            after_done += 1
-        else:
-            with_open += 1
-    return RecurrenceFigures(len(rows), after_done, with_open, without, _recurrence_by_category(session, window))
 
 
 def _recurrence_by_category(session: Session, window: Window) -> dict[str, CategoryRecurrence]:
     """Per finding category: of the window's postmortems with such a finding, how many saw an incident of theirs
-    recur (an incident at any time, in or after the window, whose recurrence_of is one of their incidents)."""
-    recurred = _recurred_postmortems(None)
+    recur (an incident at any time, in or after the window, whose recurrence_of is one of their incidents).
+
+    Distinct (category, postmortem) pairs first, then counted per category: two hash aggregates instead of the
+    sort that COUNT(DISTINCT …) needs."""
     pm = col(Finding.postmortem_id)
-    query = (
-        select(Finding.category, func.count(distinct(pm)), func.count(distinct(case((pm.in_(recurred), pm)))))
+    pairs = (
+        select(col(Finding.category).label("category"), pm.label("postmortem_id"))
         .where(pm.in_(_postmortems_in_window(window)), col(Finding.category).is_not(None))
-        .group_by(Finding.category)
-        .order_by(Finding.category)
+        .group_by(Finding.category, pm)
+        .subquery()
     )
+    recurred = pairs.c.postmortem_id.in_(_recurred_postmortems(None))
+    query = sa_select(pairs.c.category, func.count(), count_if(recurred)).group_by(pairs.c.category)
     return {
         category: CategoryRecurrence(total, hit, hit / total if total else None)
-        for category, total, hit in session.exec(query).all()
+        for category, total, hit in sorted(session.execute(query).all())
         if category is not None
     }
 
 
-def _actions(session: Session, window: Window) -> ActionFigures:
-    """Counts by status and overdue (due before today, not done or won't-do) in one GROUP BY.
+def _action_pass(session: Session, window: Window) -> ActionFigures:
+    """Counts by status, overdue (due before today, not done or won't-do), and days to done, in one query.
 
     Completion rate = done / (all - won't do): a won't-do is a decision, neither completed nor outstanding work.
     Median days to done: closed_at - created_at of done actions, in days (closed_at unknown: left out).
+    (Not GROUP BY status: an ordered-set aggregate makes PostgreSQL sort all the actions by status first.)
     """
-    overdue = func.sum(case((col(Action.due_date) < window.today, 1), else_=0))
-    query = _where_action(select(Action.status, func.count(), overdue), window).group_by(Action.status)
-    by_status: Counter[str] = Counter()
-    late = 0
-    for status, count, overdue_count in session.exec(query).all():
-        by_status[status] += int(count)
-        late += int(overdue_count or 0) if status not in CLOSED else 0
+    status, closed = col(Action.status), col(Action.closed_at)
+    columns = [
+        *(count_if(status == member).label(str(member)) for member in ActionStatus),
+        count_if(status.not_in(CLOSED) & (col(Action.due_date) < window.today)).label("overdue"),
+        *duration_columns(session, "to_done", col(Action.created_at), case((status == ActionStatus.DONE, closed))),
+    ]
+    row = one_row(session, _where_action(sa_select(*columns).select_from(Action), window))
+    by_status = {member: int(row[str(member)]) for member in ActionStatus}
     total = sum(by_status.values())
     measured = total - by_status[ActionStatus.WONT_DO]
     completion = Ratio(by_status[ActionStatus.DONE] / measured if measured else None, measured)
-    created, closed = col(Action.created_at), col(Action.closed_at)
-
-    def build(columns: list[Any]) -> Any:
-        return _where_action(sa_select(*columns), window).where(Action.status == ActionStatus.DONE, closed.is_not(None))
-
-    (to_done,) = _duration_stats(session, [(created, closed)], build)
+    to_done = durations_from(row, "to_done")
     median = None if to_done.median_seconds is None else round(to_done.median_seconds / 86400, 6)
     return ActionFigures(
         count=total,
-        **{status: by_status[status] for status in ActionStatus},
-        overdue=late,
+        **{str(member): n for member, n in by_status.items()},
+        overdue=int(row["overdue"]),
         completion_rate=completion,
         median_days_to_done=Ratio(median, to_done.count),
     )
@@ -351,16 +316,21 @@ def _where_action(query: Any, window: Window) -> Any:
     return query
 
 
-def _postmortems(session: Session, window: Window) -> PostmortemFigures:
+def _postmortem_pass(session: Session, window: Window) -> PostmortemFigures:
     """Published on time: published_at (UTC date) on or before review_due; no review_due, never on time.
 
     Overdue: still draft or in review after its review due date.
     """
-    query = select(col(Postmortem.status), col(Postmortem.published_at), col(Postmortem.review_due)).where(
-        col(Postmortem.id).in_(_postmortems_in_window(window))
-    )
-    rows = session.exec(query).all()
-    published = [(at, due) for _status, at, due in rows if at is not None]
-    on_time = sum(1 for at, due in published if due is not None and at.date() <= due)
-    overdue = sum(1 for status, _at, due in rows if due is not None and due < window.today and status in UNPUBLISHED)
-    return PostmortemFigures(len(rows), len(rows), len(published), on_time, overdue)
+    published, due = col(Postmortem.published_at), col(Postmortem.review_due)
+    # The UTC date of a timestamp: PostgreSQL converts it (a session may have another time zone); SQLite keeps UTC text.
+    published_on = cast(func.timezone("UTC", published), Date) if is_postgres(session) else func.date(published)
+    columns = [
+        func.count().label("count"),
+        func.count(published).label("published"),
+        count_if(published.is_not(None) & due.is_not(None) & (published_on <= due)).label("on_time"),
+        count_if((due < window.today) & col(Postmortem.status).in_(UNPUBLISHED)).label("overdue"),
+    ]
+    query = sa_select(*columns).where(col(Postmortem.id).in_(_postmortems_in_window(window)))
+    row = one_row(session, query)
+    count = int(row["count"])
+    return PostmortemFigures(count, count, int(row["published"]), int(row["on_time"]), int(row["overdue"]))

@@ -1,4 +1,5 @@
-"""Prometheus gauges of the metrics summary, computed from the database on each scrape."""
+"""Prometheus gauges computed from the database on each scrape: the metrics summary, and the queues (the inbox's
+backlog and its age, jobs by kind and status). Counters of what a process did are app/telemetry.py's."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from datetime import date
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlmodel import Session
+from sqlalchemy import func
+from sqlmodel import Session, select
 
+from app.db import utcnow
+from app.inbox import InboundEvent
+from app.jobs import Job, JobStatus
 from app.metrics import Summary, summary
 from app.vocabulary import ActionStatus
 
@@ -28,6 +33,35 @@ class SummaryCollector(Collector):
         with self._read() as session:
             result = summary(session, today=self._today())
         yield from gauges(result)
+
+
+class QueueCollector(Collector):
+    """The inbox's backlog and the job table, as every worker process sees them (so no per-process sums)."""
+
+    def __init__(self, read: Callable[[], AbstractContextManager[Session]]) -> None:
+        self._read = read
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        pending = InboundEvent.processed_at.is_(None)  # type: ignore[union-attr]
+        with self._read() as session:
+            count, oldest = session.exec(select(func.count(), func.min(InboundEvent.received_at)).where(pending)).one()
+            by_kind = session.exec(
+                select(Job.kind, Job.status, func.count())
+                .where(Job.status != JobStatus.DONE)
+                .group_by(Job.kind, Job.status)
+            ).all()
+        yield GaugeMetricFamily("aftermath_inbox_pending", "Stored alert events not yet applied to an incident", count)
+        age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+        yield GaugeMetricFamily(
+            "aftermath_inbox_oldest_pending_seconds", "Age of the oldest event not yet applied (0: none)", max(age, 0.0)
+        )
+        jobs = GaugeMetricFamily("aftermath_jobs", "Jobs not done, by kind and status", labels=["kind", "status"])
+        for kind, status, n in by_kind:
+            jobs.add_metric([kind, status], n)
+        yield jobs
 
 
 def gauges(result: Summary) -> Iterator[Metric]:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
 from sqlmodel import Session, select
 
 from app import jobs, ledger
@@ -10,34 +14,64 @@ from app.incidents import Incident
 from app.jobs import JobKind
 from app.vocabulary import CLOSED, LedgerKind, LedgerSource
 
-
-def earlier_with_postmortem(session: Session, incident: Incident) -> Incident | None:
-    if incident.fingerprint is None or incident.id is None:
-        return None
-    query = select(Incident).where(
-        Incident.fingerprint == incident.fingerprint,
-        Incident.id != incident.id,
-        Incident.postmortem_id.is_not(None),  # type: ignore[union-attr]
-    )
-    if incident.postmortem_id is not None:
-        query = query.where(Incident.postmortem_id != incident.postmortem_id)
-    if incident.triggered_at is not None:
-        query = query.where(Incident.triggered_at < incident.triggered_at)  # type: ignore[operator]
-    return session.exec(query.order_by(Incident.triggered_at.desc()).limit(1)).first()  # type: ignore[union-attr]
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
-def link_if_recurring(session: Session, incident: Incident) -> Incident | None:
-    """Link the incident to the earlier one it repeats, once; tell every open action of that postmortem.
+class Recurrences:
+    """Recurrence checks for a batch of incidents: the earlier incidents with a postmortem that share a fingerprint
+    with any of them, read in one query, and told of the postmortems the batch opens meanwhile."""
 
-    Each open action gets a `recurred` ledger entry and a comment on its tracker issue (a job, so the
-    webhook answer never waits on a tracker).
-    """
-    if incident.recurrence_of is not None or incident.id is None:
-        return None
-    earlier = earlier_with_postmortem(session, incident)
-    if earlier is None or earlier.postmortem_id is None:
-        return None
-    earlier_actions = list(session.exec(select(Action).where(Action.postmortem_id == earlier.postmortem_id)).all())
+    def __init__(self, session: Session, fingerprints: Iterable[str | None]) -> None:
+        self.session = session
+        self.candidates: dict[str, list[Incident]] = defaultdict(list)
+        wanted = sorted({f for f in fingerprints if f is not None})
+        if wanted:
+            query = select(Incident).where(
+                Incident.fingerprint.in_(wanted),  # type: ignore[union-attr]
+                Incident.postmortem_id.is_not(None),  # type: ignore[union-attr]
+            )
+            for incident in session.exec(query).all():
+                self.candidates[incident.fingerprint or ""].append(incident)
+
+    def opened(self, incident: Incident) -> None:
+        """The incident got a postmortem in this batch: later incidents of the batch may recur it."""
+        if incident.fingerprint is not None and incident not in self.candidates[incident.fingerprint]:
+            self.candidates[incident.fingerprint].append(incident)
+
+    def earlier(self, incident: Incident) -> Incident | None:
+        """The latest-triggered earlier incident, of another postmortem, with the same fingerprint."""
+        if incident.fingerprint is None or incident.id is None:
+            return None
+        found = [c for c in self.candidates[incident.fingerprint] if _precedes(c, incident)]
+        return max(found, key=lambda c: c.triggered_at or _NEVER, default=None)
+
+    def link(self, incident: Incident) -> Incident | None:
+        """Link the incident to the earlier one it repeats, once; tell every open action of that postmortem.
+
+        Each open action gets a `recurred` ledger entry and a comment on its tracker issue (a job, so the
+        webhook answer never waits on a tracker).
+        """
+        if incident.recurrence_of is not None:
+            return None
+        earlier = self.earlier(incident)
+        if earlier is None or earlier.postmortem_id is None:
+            return None
+        _link(self.session, incident, earlier, earlier.postmortem_id)
+        return earlier
+
+
+def _precedes(candidate: Incident, incident: Incident) -> bool:
+    if candidate.id == incident.id or candidate.postmortem_id is None:
+        return False
+    if incident.postmortem_id is not None and candidate.postmortem_id == incident.postmortem_id:
+        return False
+    if incident.triggered_at is None:
+        return True
+    return candidate.triggered_at is not None and candidate.triggered_at < incident.triggered_at
+
+
+def _link(session: Session, incident: Incident, earlier: Incident, postmortem_id: int) -> None:
+    earlier_actions = list(session.exec(select(Action).where(Action.postmortem_id == postmortem_id)).all())
     all_done = bool(earlier_actions) and all(a.status in CLOSED for a in earlier_actions)
     incident.recurrence_of, incident.recurred_after_actions_done = earlier.id, all_done
     session.add(incident)
@@ -61,7 +95,6 @@ def link_if_recurring(session: Session, incident: Incident) -> Incident | None:
                 dedup_key=f"recurred:{action.id}:{incident.id}",
             )
     session.flush()
-    return earlier
 
 
 def recurrences_of(session: Session, postmortem_ids: list[int]) -> dict[int, list[Incident]]:

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -16,6 +17,7 @@ from app import shipped
 from connectors.targets import Connection, TrackerKind
 
 SecretList = Annotated[list[SecretStr], NoDecode]
+DEFAULT_GITHUB_API = "https://api.github.com"
 
 
 def _http_url(value: str) -> str:
@@ -37,13 +39,14 @@ class Settings(BaseSettings):
     jira_user: str | None = None
     jira_token: SecretStr | None = None
     github_token: SecretStr | None = None
-    github_api_url: str = "https://api.github.com"
+    github_api_url: str = DEFAULT_GITHUB_API
     github_webhook_secret: SecretStr | None = None
     jira_webhook_secret: SecretStr | None = None
     reminder_interval: int = Field(default=604800, ge=0)
     mappings: Path | None = None  # unset: ./mappings when there is one, else the shipped defaults (mappings_folder)
     poll_interval: float = Field(default=300, gt=0)
     worker: Literal["embedded", "off"] = "embedded"
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("api_tokens", "pagerduty_secrets", mode="before")
     @classmethod
@@ -115,6 +118,52 @@ class Settings(BaseSettings):
         here = Path("mappings")
         return here if here.is_dir() else shipped.mappings()
 
+    @model_validator(mode="after")
+    def _no_half_integration(self) -> Settings:
+        """A tracker with some of its settings and not the rest would fail at its first request, long after start-up;
+        refuse it now, naming what is missing."""
+        pairs = [
+            ("AFTERMATH_JIRA_TOKEN", self.jira_token, "AFTERMATH_JIRA_URL", self.jira_url),
+            ("AFTERMATH_JIRA_URL", self.jira_url, "AFTERMATH_JIRA_TOKEN", self.jira_token),
+            ("AFTERMATH_JIRA_URL", self.jira_url, "AFTERMATH_JIRA_USER", self.jira_user),
+            ("AFTERMATH_GITHUB_TOKEN", self.github_token, "AFTERMATH_GITHUB_API_URL", self._set("github_api_url")),
+        ]
+        for missing, missing_value, present, present_value in pairs:
+            if present_value and not missing_value:
+                raise PydanticCustomError(
+                    "half_configured",
+                    "{missing}: not set, but {present} is; set both to use that tracker, or neither",
+                    {"missing": missing, "present": present},
+                )
+        return self
+
+    def _set(self, name: str) -> bool:
+        return name in self.model_fields_set
+
+    def integrations(self) -> str:
+        """One line naming what is on: alert sources, trackers (which kind of Jira), the trackers' own webhooks."""
+        jira = None
+        if self.connection(TrackerKind.JIRA):
+            jira = "Jira Cloud" if self.jira_user else "Jira Server/Data Center"
+        github = None
+        if self.connection(TrackerKind.GITHUB):
+            github = "GitHub" if self.github_api_url == DEFAULT_GITHUB_API else "GitHub Enterprise Server"
+        hooks = [
+            name
+            for name, secret in (("Jira", self.jira_webhook_secret), ("GitHub", self.github_webhook_secret))
+            if secret
+        ]
+        named = {
+            "PagerDuty": bool(self.pagerduty_secrets),
+            "Opsgenie": self.opsgenie_token is not None,
+            jira or "Jira": jira is not None,
+            github or "GitHub": github is not None,
+            f"tracker webhooks ({', '.join(hooks) or 'none'})": bool(hooks),
+        }
+        on = [name for name, enabled in named.items() if enabled]
+        off = [name.split(" (")[0] for name, enabled in named.items() if not enabled]
+        return f"integrations enabled: {', '.join(on) or 'none'}; off: {', '.join(off) or 'none'}"
+
     def connection(self, kind: TrackerKind) -> Connection | None:
         """How to reach the tracker of this kind, or None when its settings are absent."""
         if kind == TrackerKind.JIRA and self.jira_url and self.jira_token:
@@ -151,8 +200,9 @@ class SettingsError(Exception):
 
 def describe(error: ValidationError) -> str:
     first = error.errors()[0]
-    name = "AFTERMATH_" + str(first["loc"][0]).upper() if first["loc"] else "AFTERMATH settings"
-    return f"{name}: {first['msg'].removeprefix('Value error, ')}"
+    if not first["loc"]:  # a rule over several settings: its message names them
+        return str(first["msg"])
+    return f"AFTERMATH_{str(first['loc'][0]).upper()}: {first['msg'].removeprefix('Value error, ')}"
 
 
 def load_settings() -> Settings:

@@ -8,13 +8,14 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Field, Session, SQLModel, select
 
-from app import ledger
+from app import ledger, telemetry
 from app.actions import Action
 from app.context import Context
 from app.db import UTCDateTime, utcnow
+from app.logs import bound
 from app.mappings import Mappings
 from app.vocabulary import CLOSED, LedgerKind, LedgerSource, TrackerState
-from connectors.tracker import IssueState, PollResult, TrackerError
+from connectors.tracker import IssueState, PollResult, RetryLater, TrackerError
 
 log = logging.getLogger(__name__)
 RECENTLY_CLOSED = timedelta(days=30)  # closed issues stay polled this long, so a reopen is still seen
@@ -117,6 +118,11 @@ def poll_all(context: Context, *, audit: bool = False) -> int:
     With `audit`, each target's tracker is also asked what its poll cannot see (issues deleted or moved without a
     trace in the listing): the worker does that every AUDIT_EVERY polls.
     """
+    with telemetry.POLL_SECONDS.time():
+        return _poll_all(context, audit)
+
+
+def _poll_all(context: Context, audit: bool) -> int:
     with context.read() as session:
         by_target: dict[str, list[Action]] = defaultdict(list)
         for action in pollable(session, utcnow()):
@@ -131,14 +137,19 @@ def poll_all(context: Context, *, audit: bool = False) -> int:
             continue
         keys = [a.tracker_key for a in group if a.tracker_key]
         try:
-            result = tracker.poll(target, keys, cursors.get(key))
-            if audit and (ids := {a.tracker_key: a.tracker_id for a in group if a.tracker_key and a.tracker_id}):
-                found = tracker.audit(target, ids)
-                states = {**result.states, **found.states}
-                result = PollResult(states, result.cursor, tuple(sorted({*result.missing, *found.missing})))
+            with bound(target=key):
+                result = tracker.poll(target, keys, cursors.get(key))
+                if audit and (ids := {a.tracker_key: a.tracker_id for a in group if a.tracker_key and a.tracker_id}):
+                    found = tracker.audit(target, ids)
+                    states = {**result.states, **found.states}
+                    result = PollResult(states, result.cursor, tuple(sorted({*result.missing, *found.missing})))
         except TrackerError as exc:
-            log.warning("poll of %s failed: %s", key, exc.message)
+            with bound(target=key):
+                log.warning("poll of %s failed: %s", key, exc.message)
+            telemetry.TRACKER_CALLS.labels("poll", "retry_later" if isinstance(exc, RetryLater) else "failed").inc()
+            telemetry.POLL_ERRORS.labels(target.kind).inc()
             continue
+        telemetry.TRACKER_CALLS.labels("poll", "ok").inc()
         with context.write() as session:
             for action in group:
                 fresh = session.get(Action, action.id)

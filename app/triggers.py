@@ -4,14 +4,16 @@ postmortem, so the same events give the same postmortem whatever the order and d
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
-from app.incidents import Incident, ReplayedState, TimelineEntry, replay_steps, severity_for, timeline
+from app.incidents import Incident, TimelineEntry, severity_for, timeline
 from app.mappings import Mappings, TriggerCondition
 from app.postmortems import Postmortem, PostmortemRevision, incidents_of, open_for_incident, record_revision
+from app.timeline import Progress, ReplayedState, order_key
 from app.vocabulary import IncidentStatus
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,14 @@ def first_match(mappings: Mappings, source: str, entries: list[TimelineEntry]) -
     return None
 
 
+def replay_steps(entries: Sequence[TimelineEntry]) -> Iterator[tuple[TimelineEntry, ReplayedState]]:
+    """Each entry in event-time order with the incident's state right after it (rules judge every step)."""
+    progress = Progress()
+    for entry in sorted(entries, key=order_key):
+        progress = replace(progress.counted([entry]), fold=progress.fold.step(entry))
+        yield entry, progress.state()
+
+
 def _holds_from(
     when: TriggerCondition, mappings: Mappings, source: str, state: ReplayedState, start: datetime, until: datetime
 ) -> datetime | None:
@@ -74,34 +84,37 @@ def _open_longer(state: ReplayedState, limit: timedelta, start: datetime, until:
     return max(start, state.triggered_at + limit) if until - state.triggered_at > limit else None
 
 
-def apply_rules(session: Session, mappings: Mappings, incident: Incident) -> None:
+def apply_rules(session: Session, mappings: Mappings, incident: Incident) -> bool:
     """After an event was applied: open the postmortem the rules call for, correct the rule it is recorded under, or
     withdraw one that no rule calls for any more and nobody has touched. A person's choice is never overridden: a
-    postmortem opened by hand or covering several incidents, or an incident a person moved, is left alone."""
+    postmortem opened by hand or covering several incidents, or an incident a person moved, is left alone. True when
+    a postmortem was opened."""
     if incident.postmortem_by_hand or incident.id is None:
-        return
+        return False
     match = first_match(mappings, incident.source, timeline(session, incident.id))
     if incident.postmortem_id is None:
-        if match is not None:
-            review_due_days = mappings.triggers.review_due_days
-            open_for_incident(session, incident, author=SYSTEM, trigger=match.rule, review_due_days=review_due_days)
-        return
+        if match is None:
+            return False
+        review_due_days = mappings.triggers.review_due_days
+        open_for_incident(session, incident, author=SYSTEM, trigger=match.rule, review_due_days=review_due_days)
+        return True
     postmortem = session.get(Postmortem, incident.postmortem_id)
     if (
         postmortem is None
         or postmortem.trigger in (None, "manual")
         or len(incidents_of(session, incident.postmortem_id)) != 1
     ):
-        return
+        return False
     if match is None:
         if _untouched(session, postmortem):
             _withdraw(session, postmortem, incident)
-        return
+        return False
     if match.rule != postmortem.trigger:
         changes = {"trigger": {"from": postmortem.trigger, "to": match.rule, "matched_at": match.at}}
         postmortem.trigger = match.rule
         record_revision(session, postmortem, SYSTEM, changes)
         session.flush()
+    return False
 
 
 def _untouched(session: Session, postmortem: Postmortem) -> bool:

@@ -37,14 +37,16 @@ class Database:
     workdir: Path
     url: str = ""
     name: str = ""
+    reuse: str | None = None  # the name of an existing PostgreSQL database to use as it is
 
     def __post_init__(self) -> None:
         if self.kind == "sqlite":
             self.url = f"sqlite:///{self.workdir / 'aftermath.db'}"
         else:
-            self.name = f"aftermath_bench_{uuid.uuid4().hex[:8]}"
-            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{self.name}"')
+            self.name = self.reuse or f"aftermath_bench_{uuid.uuid4().hex[:8]}"
+            if not self.reuse:
+                with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                    conn.execute(f'CREATE DATABASE "{self.name}"')
             self.url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{self.name}"
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:

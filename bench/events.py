@@ -50,6 +50,12 @@ def _templates(scale: float) -> list[tuple[str, str]]:
     return out
 
 
+def template(step: str) -> str:
+    """The sample's compact body for one lifecycle step ("triggered", "acknowledged", "annotated", …), as shipped."""
+    name = next(n for n in LIFECYCLE if n.split("_", 2)[2].startswith(step))
+    return json.dumps(json.loads((SAMPLES / name).read_text()), separators=(",", ":"))
+
+
 def sign(body: bytes, secret: str = SECRET) -> str:
     return "v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 

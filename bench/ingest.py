@@ -134,7 +134,7 @@ def durable(kind: str, workers: int, args: argparse.Namespace, work: Path, tag: 
     )
     try:
         server.start()
-        pids = server.pids()[-workers:]
+        pids = server.pids()  # the server, its uvicorn worker processes, and the embedded worker process
         spies = profile(pids, args.duration, RESULTS / f"profile-{tag}-closed") if args.profile == "closed" else []
         closed = wrk(port, args.duration, work / "closed")
         for spy in spies:

@@ -1,7 +1,7 @@
 """action.owner_key: the owner in lower case, so owner= matches whatever the case, still through an (x, id) index
 
 Revision ID: 0020
-Revises: 0004
+Revises: 0010
 Create Date: 2026-12-02 10:00:00
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = '0020'
-down_revision: str | None = '0004'
+down_revision: str | None = '0010'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import migrations
+from app import migrations, telemetry
 from app.api import metrics
 from app.api.deps import ContextDep
 
@@ -36,8 +36,8 @@ async def readyz(context: ContextDep) -> JSONResponse:
 @router.get("/metrics", response_class=Response, responses={503: {"description": "database unreachable"}})
 def prometheus_metrics(request: Request) -> Response:
     try:
-        # The process's default metrics, then the summary gauges, computed from the database on each scrape.
-        body = generate_latest() + generate_latest(metrics.registry(request))
+        # What the processes counted, then the gauges computed from the database on each scrape.
+        body = telemetry.exposition() + generate_latest(metrics.registry(request))
     except SQLAlchemyError:
         return JSONResponse(
             {"detail": "database unavailable, retry later"}, status_code=503, headers={"Retry-After": "5"}

@@ -27,6 +27,7 @@ from app.api import (
     webhooks,
 )
 from app.api.limits import BodyLimit
+from app.api.request_ids import RequestIds
 from app.context import Context
 from app.errors import DomainError
 from app.ingest import GroupCommitter
@@ -66,7 +67,7 @@ def create_app(context: Context, *, embedded_worker: bool | None = None) -> Fast
         app.state.committer = committer
         worker = Worker(context, name="embedded") if run_worker else None
         if worker:
-            worker.start_thread()
+            worker.start()
         try:
             yield
         finally:
@@ -90,6 +91,7 @@ def create_app(context: Context, *, embedded_worker: bool | None = None) -> Fast
     for router in (webhooks, incidents, postmortems, reports, actions, ledger, dead_letters, metrics, health, pages):
         app.include_router(router.router)
     app.add_middleware(BodyLimit)
+    app.add_middleware(RequestIds)  # added last, so it runs first: even a refused body's answer carries the id
     _document_error_details(app)
 
     @app.exception_handler(DomainError)

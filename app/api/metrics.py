@@ -36,13 +36,14 @@ def get_summary(
 
 
 def registry(request: Request) -> CollectorRegistry:
-    """The app's own registry with the summary collector, made (and registered) once per app."""
+    """The app's own registry with the collectors that read the database, made (and registered) once per app."""
     state = request.app.state
     with _registry_lock:
         if getattr(state, "metrics_registry", None) is None:
             context: Context = state.context
             found = CollectorRegistry(auto_describe=False)
             found.register(prometheus.SummaryCollector(context.read, lambda: utcnow().date()))
+            found.register(prometheus.QueueCollector(context.read))
             state.metrics_registry = found
     built: CollectorRegistry = state.metrics_registry
     return built

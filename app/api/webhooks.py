@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from fastapi.security import HTTPBasicCredentials
 
-from app import tracker_webhooks
+from app import telemetry, tracker_webhooks
 from app.api.deps import ContextDep, basic
 from app.api.schemas import WebhookAnswer
 from app.context import Context
@@ -30,11 +30,13 @@ _RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-def _unauthorized(detail: str) -> HTTPException:
+def _unauthorized(source: str, detail: str) -> HTTPException:
+    telemetry.DELIVERIES.labels(source, "unauthorized").inc()
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail)
 
 
-def _answer(result: Answer) -> Response:
+def _answer(source: str, result: Answer) -> Response:
+    telemetry.DELIVERIES.labels(source, result.status).inc()
     if result.status == "rejected":
         body = {"detail": result.detail, "event_id": result.event_id}
     else:
@@ -52,7 +54,7 @@ async def _accept(request: Request, source: str, body: bytes) -> Response:
     """Classify (pure CPU), then wait for the group commit that stores the event; answer after it commits."""
     delivery = classify_alert(source, body)
     committer: GroupCommitter = request.app.state.committer
-    return _answer(answer(delivery, await committer.submit(delivery)))
+    return _answer(source, answer(delivery, await committer.submit(delivery)))
 
 
 @router.post("/pagerduty", status_code=202, response_model=WebhookAnswer, responses=_RESPONSES)
@@ -60,10 +62,10 @@ async def pagerduty_webhook(request: Request) -> Response:
     """PagerDuty Webhooks v3; `X-PagerDuty-Signature` must match one of AFTERMATH_PAGERDUTY_SECRETS."""
     secrets = [secret.get_secret_value() for secret in _context(request).settings.pagerduty_secrets]
     if not secrets:
-        raise _unauthorized("PagerDuty webhooks are disabled: AFTERMATH_PAGERDUTY_SECRETS is not set")
+        raise _unauthorized("pagerduty", "PagerDuty webhooks are disabled: AFTERMATH_PAGERDUTY_SECRETS is not set")
     body = await request.body()
     if not pagerduty.verify_signature(secrets=secrets, body=body, header=request.headers.get("x-pagerduty-signature")):
-        raise _unauthorized("missing or invalid X-PagerDuty-Signature")
+        raise _unauthorized("pagerduty", "missing or invalid X-PagerDuty-Signature")
     return await _accept(request, "pagerduty", body)
 
 
@@ -74,13 +76,13 @@ async def opsgenie_webhook(
     """Opsgenie outgoing webhook; the shared token comes as `X-Aftermath-Token` or as the Basic auth password."""
     expected = _context(request).settings.opsgenie_token
     if not expected:
-        raise _unauthorized("Opsgenie webhooks are disabled: AFTERMATH_OPSGENIE_TOKEN is not set")
+        raise _unauthorized("opsgenie", "Opsgenie webhooks are disabled: AFTERMATH_OPSGENIE_TOKEN is not set")
     if not opsgenie.verify_token(
         expected=expected.get_secret_value(),
         header_token=request.headers.get("x-aftermath-token"),
         basic_password=credentials.password if credentials else None,
     ):
-        raise _unauthorized("missing or invalid X-Aftermath-Token (or Basic auth password)")
+        raise _unauthorized("opsgenie", "missing or invalid X-Aftermath-Token (or Basic auth password)")
     return await _accept(request, "opsgenie", await request.body())
 
 
@@ -88,15 +90,15 @@ def _tracker_route(hook: TrackerHook) -> Callable[[Request, Context], Awaitable[
     async def receive(request: Request, context: ContextDep) -> Response:
         variable, secret = context.settings.webhook_secret(hook.kind)
         if not secret:
-            raise _unauthorized(f"{hook.kind} webhooks are disabled: {variable} is not set")
+            raise _unauthorized(hook.kind, f"{hook.kind} webhooks are disabled: {variable} is not set")
         body = await request.body()
         headers = {name.lower(): value for name, value in request.headers.items()}
         if not hook.verify(secret, body, headers, dict(request.query_params)):
-            raise _unauthorized(f"missing or invalid {hook.how_signed}")
+            raise _unauthorized(hook.kind, f"missing or invalid {hook.how_signed}")
 
         def work() -> Response:
             with context.write() as session:
-                return _answer(tracker_webhooks.receive(session, context.mappings, hook, body, headers))
+                return _answer(hook.kind, tracker_webhooks.receive(session, context.mappings, hook, body, headers))
 
         return await run_in_threadpool(work)
 

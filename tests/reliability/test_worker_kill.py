@@ -72,8 +72,9 @@ def _stuck_claim(url: str, older_than: float) -> tuple[int, str] | None:
 def test_four_workers_one_killed_no_job_twice_none_lost(
     pg_url: str, tracker_mappings: Path, jira: FakeJira, tmp_path: Path
 ) -> None:
-    settings = make_settings(pg_url, mappings=tracker_mappings, jira_url=jira.url, jira_user=jira.user)
-    settings.jira_token = JIRA_TOKEN
+    settings = make_settings(
+        pg_url, mappings=tracker_mappings, jira_url=jira.url, jira_user=jira.user, jira_token=JIRA_TOKEN
+    )
     context = build_context(settings)
     try:
         _queue_actions(context, JOBS)
