@@ -16,7 +16,7 @@ from app.incidents import Incident
 from app.installation import action_key, installation_id
 from app.jobs import JobKind
 from app.mappings import Mappings
-from app.postmortems import Postmortem, record_revision
+from app.postmortems import Postmortem, ensure_open, record_revision
 from app.vocabulary import CLOSED, ActionKind, ActionStatus, LedgerKind, LedgerSource, Priority, TrackerState
 from connectors.targets import TARGET, Target, TrackerKind
 
@@ -30,7 +30,8 @@ class Action(SQLModel, table=True):
     # The list filters page by id (keyset): (filter, id) indexes hand PostgreSQL the rows of one status or owner
     # already in id order. With status alone it walked the whole table by primary key whenever few rows matched
     # (open and overdue: 53 ms over 100,000 actions when none was overdue, 14 ms with (status, id)).
-    __table_args__ = (Index("ix_action_status_id", "status", "id"), Index("ix_action_owner_id", "owner", "id"))
+    # owner= matches whatever the case (e-mail addresses are written both ways): owner_key is the owner in lower case.
+    __table_args__ = (Index("ix_action_status_id", "status", "id"), Index("ix_action_owner_key_id", "owner_key", "id"))
 
     id: int | None = Field(default=None, primary_key=True)
     postmortem_id: int = Field(foreign_key="postmortem.id", index=True)
@@ -38,6 +39,7 @@ class Action(SQLModel, table=True):
     description: str | None = Field(default=None, sa_column=Column(Text))
     kind: ActionKind = Field(default=ActionKind.TECHNICAL, sa_type=EnumText(ActionKind, 32))
     owner: str | None = Field(default=None, max_length=255)
+    owner_key: str | None = Field(default=None, max_length=255)
     due_date: date | None = Field(default=None, index=True)
     priority: Priority = Field(default=Priority.MEDIUM, sa_type=EnumText(Priority, 16))
     success_metric: str | None = Field(default=None, sa_column=Column(Text))
@@ -113,10 +115,12 @@ def add(
 ) -> Action:
     """Record the action and, in the same transaction, the job that files it: it cannot be lost in between."""
     assert postmortem.id is not None
+    ensure_open(postmortem)
     _check_findings(session, postmortem.id, finding_ids)
     target = resolve_target(mappings, session, postmortem, target)
     kind = TrackerKind(target.kind) if target else None
     action = Action(postmortem_id=postmortem.id, target=target, tracker_kind=kind, **fields)
+    action.owner_key = owner_key(action.owner)
     if target is None:
         action.last_error = "no tracker target: the action names none and no mapping in trackers.yaml matches"
     session.add(action)
@@ -154,6 +158,9 @@ def update(
     session: Session, action: Action, fields: dict[str, Any], finding_ids: list[int] | None, *, author: str
 ) -> Action:
     assert action.id is not None
+    postmortem = session.get(Postmortem, action.postmortem_id)
+    assert postmortem is not None
+    ensure_open(postmortem)
     changes: dict[str, Any] = {}
     for name in EDITABLE:
         if name in fields and fields[name] != getattr(action, name):
@@ -172,6 +179,7 @@ def update(
     for name, change in changes.items():
         if name != "finding_ids":
             setattr(action, name, change["to"])
+    action.owner_key = owner_key(action.owner)
     action.updated_at = utcnow()
     session.add(action)
     for name, kind in (("owner", LedgerKind.OWNER_CHANGED), ("due_date", LedgerKind.DUE_DATE_CHANGED)):
@@ -184,8 +192,6 @@ def update(
                 postmortem_id=action.postmortem_id,
                 details={"from": changes[name]["from"], "to": changes[name]["to"], "by": author},
             )
-    postmortem = session.get(Postmortem, action.postmortem_id)
-    assert postmortem is not None
     record_revision(session, postmortem, author, {"action_changed": {"id": action.id, **changes}})
     session.flush()  # the action's row is written (and, on PostgreSQL, locked) before the job table is looked at
     pushed = sorted(name for name in changes if name in ISSUE_FIELDS)
@@ -211,6 +217,9 @@ def refile(session: Session, action: Action, target: Target | None, *, author: s
     Whatever the last attempt left (its error, its warnings) is cleared; the new attempt starts now.
     """
     assert action.id is not None
+    postmortem = session.get(Postmortem, action.postmortem_id)
+    assert postmortem is not None
+    ensure_open(postmortem)
     _unfiled(action, "move it")
     changes: dict[str, Any] = {"refiled": True}
     if target is not None and target != action.target:
@@ -221,8 +230,6 @@ def refile(session: Session, action: Action, target: Target | None, *, author: s
         raise Invalid("tracker: the action has no target and no mapping in trackers.yaml matches; name one")
     action.last_error, action.warnings, action.updated_at = None, [], utcnow()
     session.add(action)
-    postmortem = session.get(Postmortem, action.postmortem_id)
-    assert postmortem is not None
     record_revision(session, postmortem, author, {"action_changed": {"id": action.id, **changes}})
     session.flush()
     _queue_filing(session, action)
@@ -305,6 +312,10 @@ def queue_issue_update(session: Session, action: Action, fields: list[str]) -> N
     jobs.enqueue_fields(session, JobKind.UPDATE_ISSUE, action.id, fields, action.due_date)
 
 
+def owner_key(owner: str | None) -> str | None:
+    return owner.lower() if owner else None
+
+
 def is_overdue(action: Action, today: date) -> bool:
     return action.due_date is not None and action.due_date < today and action.status not in CLOSED
 
@@ -326,7 +337,7 @@ def list_page(
     if status:
         query = query.where(Action.status.in_(status))  # type: ignore[attr-defined]
     if owner:
-        query = query.where(Action.owner == owner)
+        query = query.where(Action.owner_key == owner_key(owner))
     if overdue is not None:
         late = (Action.due_date < today) & Action.status.not_in(CLOSED)  # type: ignore[operator,attr-defined]
         # SQL's NOT of a NULL comparison is NULL: an action without a due date is explicitly "not overdue".

@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
-from app import inbox, incidents, postmortems
+from app import inbox, incidents, triggers
 from app.db import attach_inserted, is_postgres, utcnow
 from app.inbox import Pending, storable
 from app.incidents import Incident, TimelineEntry
@@ -168,10 +168,9 @@ def _apply(
     session.flush()  # the folds rewritten on stored entries, when an event came late
     batch = [found[key] for key in groups]
     recurrences = Recurrences(session, [i.fingerprint for i in batch])
-    now = utcnow()
     for incident in batch:
         recurrences.link(incident)
-        if postmortems.open_if_due(session, mappings, incident, now):
+        if triggers.apply_rules(session, mappings, incident):
             recurrences.opened(incident)
     session.flush()
     outcome.incidents += len(groups)

@@ -1,4 +1,4 @@
-"""The `aftermath` command: serve, worker, migrate, check-mappings, token create."""
+"""The `aftermath` command: serve, worker, migrate, check-mappings, init, token create/list/revoke."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from datetime import timedelta
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -17,10 +19,11 @@ from typing import Annotated, Any
 import typer
 from fastapi import FastAPI
 
-from app import embedded, migrations, tokens
+from app import __version__, embedded, migrations, shipped, tokens
 from app.context import Context, build_context
 from app.logs import configure
-from app.mappings import load_mappings
+from app.mapping_summary import describe
+from app.mappings import FILES, load_mappings, sources
 from app.settings import SettingsError, load_settings
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable (see app/telemetry.py)
@@ -36,6 +39,21 @@ cli.add_typer(token_cli, name="token")
 log = logging.getLogger("aftermath")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"aftermath {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Aftermath: alert webhooks to postmortem actions in your tracker, with a ledger."""
+
+
 def _context(announce: bool = False) -> Context:
     """Settings, mappings and engine, or one clear line and exit 2 when a setting is wrong; `announce` logs which
     integrations are on."""
@@ -43,7 +61,7 @@ def _context(announce: bool = False) -> Context:
         settings = load_settings()
         configure(settings.secrets(), settings.log_format)
         context = build_context(settings)
-    except SettingsError as exc:
+    except (SettingsError, FileNotFoundError) as exc:
         typer.echo(f"aftermath: {exc}", err=True)
         raise typer.Exit(2) from None
     if announce:
@@ -64,6 +82,20 @@ def _shared_folder() -> Path:
     # The group commits' pulse (app/ingest.py), by which the embedded worker's process yields to ingest.
     os.environ[PULSE_VARIABLE] = str(folder / "ingest-pulse")
     return folder
+
+
+def _reload_on_sighup(context: Context, worker: BaseProcess | None = None) -> None:
+    """`kill -HUP <pid>` reads the mapping files again (and has the embedded worker's process do the same); invalid
+    ones are logged and the previous ones stay."""
+
+    def reload(_signum: int, _frame: object) -> None:
+        # On a thread of its own: a signal handler interrupts the main thread anywhere, even inside logging.
+        threading.Thread(target=context.reload_mappings, name="aftermath-reload", daemon=True).start()
+        if worker is not None and worker.pid is not None and worker.is_alive():
+            os.kill(worker.pid, signal.SIGHUP)
+
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, reload)
 
 
 def _migrate(context: Context) -> None:
@@ -93,7 +125,8 @@ def _first_token(context: Context) -> None:
 
 
 def create_app_from_env() -> FastAPI:
-    """uvicorn factory for `serve --workers N`: each process builds its own context (the worker runs apart)."""
+    """uvicorn factory for `serve --workers N`: each process builds its own context (the worker runs apart) and
+    reads the mappings."""
     from app.api.main import create_app
 
     context = _context()
@@ -161,6 +194,9 @@ def serve(
             from app.api.main import create_app
 
             app = create_app(context, embedded_worker=_in_process_worker(context))
+            # uvicorn handles SIGINT and SIGTERM only; with --workers N its supervisor answers SIGHUP by restarting
+            # the server processes, which read the mappings anew.
+            _reload_on_sighup(context, worker)
             uvicorn.run(_frozen(app), **options)
     finally:
         if worker is not None:
@@ -189,6 +225,7 @@ def worker(
         # over a job that is still running. Tests shorten it to see a dead worker's job taken over quickly.
         jobs.LEASE = timedelta(seconds=lease_seconds)
     context = _context(announce=not once)
+    _reload_on_sighup(context)
     runner = Worker(context)
     if once:
         typer.echo(f"ran {runner.run_once()} job(s)")
@@ -209,18 +246,66 @@ def migrate() -> None:
 
 @cli.command("check-mappings")
 def check_mappings() -> None:
-    """Validate the mapping files and print what they say."""
+    """Validate the mapping files and print what they say.
+
+    The files are read when `serve` and `worker` start, and again when they get SIGHUP.
+    """
     try:
         settings = load_settings()
-        mappings = load_mappings(settings.mappings)
-    except SettingsError as exc:
+        folder = settings.mappings_folder()
+        mappings = load_mappings(folder)
+    except (SettingsError, FileNotFoundError) as exc:
         typer.echo(f"aftermath: {exc}", err=True)
         raise typer.Exit(2) from None
-    rules = ", ".join(rule.name for rule in mappings.triggers.rules) or "none"
+    default = folder.resolve() == shipped.mappings().resolve()
     typer.echo(
-        f"{settings.mappings}: ok — trigger rules: {rules}; tracker rules: {len(mappings.trackers.rules)}; "
-        f"people: {len(mappings.people)}"
+        f"{folder.resolve()}: ok"
+        + (" (the shipped mappings; `aftermath init` writes a copy to edit)" if default else "")
     )
+    for line in describe(mappings, sources(folder), shipped.mappings()):
+        typer.echo(line)
+    typer.echo(
+        "Read when `aftermath serve` and `aftermath worker` start; SIGHUP (`kill -HUP <pid>`) makes them read it again."
+    )
+
+
+@cli.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="where to write the mapping files")] = Path("mappings"),
+) -> None:
+    """Write a copy of the shipped mapping files to edit (files that exist already are kept)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        target = folder / f"{name}.yaml"
+        if target.exists():
+            typer.echo(f"kept {target} (exists)")
+        else:
+            shutil.copyfile(shipped.mappings() / f"{name}.yaml", target)
+            typer.echo(f"wrote {target}")
+    hint = (
+        "aftermath reads ./mappings when AFTERMATH_MAPPINGS is unset: run it from this directory"
+        if folder.resolve() == Path("mappings").resolve()
+        else f"set AFTERMATH_MAPPINGS={folder.resolve()}"
+    )
+    typer.echo(f"{hint}; `aftermath check-mappings` shows what the rules say.")
+
+
+@cli.command("replay-dead-letters")
+def replay_dead_letters(
+    ids: Annotated[list[int] | None, typer.Option("--id", help="only this dead letter (repeat for several)")] = None,
+) -> None:
+    """Parse the dead letters again with this version's parser (after a fix); those that parse become events the
+    worker applies. Failed events are queued to be applied again. Running it twice changes nothing more."""
+    from app import dead_letters
+
+    context = _context()
+    _migrate(context)
+    with context.write() as session:
+        results = dead_letters.replay(session, ids)
+    for result in results:
+        typer.echo(f"{result.id}\t{result.source}\t{result.outcome}\t{result.detail}")
+    if not results:
+        typer.echo("no dead letters" + (" with those ids" if ids else ""))
 
 
 @token_cli.command("create")
@@ -240,6 +325,38 @@ def token_create(
         typer.echo(f"aftermath: a token named {name!r} exists already", err=True)
         raise typer.Exit(2) from None
     typer.echo(token)
+
+
+@token_cli.command("list")
+def token_list() -> None:
+    """List the tokens: those in the database (made by `token create`) and those from AFTERMATH_API_TOKENS."""
+    context = _context()
+    _migrate(context)
+    with context.read() as session:
+        rows = tokens.stored(session)
+    for row in rows:
+        typer.echo(f"{row.name}\t{row.scope}\tdatabase, created {row.created_at:%Y-%m-%d %H:%M}Z")
+    for principal in context.tokens.values():
+        typer.echo(f"{principal.name}\t{principal.scope}\tAFTERMATH_API_TOKENS (remove it there to revoke it)")
+    if not rows and not context.tokens:
+        typer.echo("no tokens yet: `aftermath serve` makes the first one, `aftermath token create NAME` more")
+
+
+@token_cli.command("revoke")
+def token_revoke(name: Annotated[str, typer.Argument(help="the token's name, as `token list` shows it")]) -> None:
+    """Revoke a database token: it stops working at once."""
+    context = _context()
+    _migrate(context)
+    with context.write() as session:
+        revoked = tokens.revoke(session, name)
+    if revoked:
+        typer.echo(f"revoked token {name!r}")
+        return
+    if any(principal.name == name for principal in context.tokens.values()):
+        typer.echo(f"aftermath: token {name!r} comes from AFTERMATH_API_TOKENS: remove it there and restart", err=True)
+    else:
+        typer.echo(f"aftermath: no token named {name!r} (see `aftermath token list`)", err=True)
+    raise typer.Exit(2)
 
 
 def main() -> None:

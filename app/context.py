@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,10 +15,12 @@ from sqlmodel import Session
 from app import budget
 from app.db import make_engine, transaction
 from app.mappings import Mappings, load_mappings
-from app.settings import Settings
+from app.settings import Settings, SettingsError
 from app.tokens import Principal, from_settings
 from connectors.targets import WRITE_LIMITS, TrackerKind, open_tracker
 from connectors.tracker import REFUSED_PER_VALUE, Tracker
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,6 +61,21 @@ class Context:
     def forget_refused(self) -> None:
         self._refused.clear()
 
+    def reload_mappings(self) -> bool:
+        """Read the mapping files again (on SIGHUP); when they are invalid, keep the ones in use and say why."""
+        folder = self.settings.mappings_folder()
+        try:
+            mappings = load_mappings(folder)
+        except SettingsError as exc:
+            log.error("mappings not reloaded, the previous ones stay in use: %s", exc)
+            return False
+        # One assignment: request handlers and the worker read `mappings` once per unit of work, and see either the
+        # old rules or the new ones, never a mix.
+        self.mappings = mappings
+        self.forget_refused()  # what a target refused may depend on what the mappings sent it
+        log.info("mappings reloaded from %s", folder.resolve())
+        return True
+
     def tracker(self, kind: str) -> Tracker | None:
         """The client of this tracker kind (made on first use), or None when it is not configured."""
         tracker_kind = TrackerKind(kind)
@@ -74,7 +92,7 @@ class Context:
 
 def build_context(settings: Settings, **engine_kwargs: Any) -> Context:
     """Validate mappings and tokens and open the engine; raises SettingsError with one line on bad config."""
-    mappings = load_mappings(settings.mappings)
+    mappings = load_mappings(settings.mappings_folder())
     return Context(
         settings=settings,
         mappings=mappings,

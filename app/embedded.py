@@ -56,7 +56,12 @@ def _main(parent: int) -> None:
     def on_term(_signum: int, _frame: FrameType | None) -> None:
         stopping.set()
 
+    def on_hup(_signum: int, _frame: FrameType | None) -> None:
+        # The server forwards its SIGHUP: read the mappings again (a thread: a handler may interrupt logging).
+        threading.Thread(target=context.reload_mappings, name="aftermath-reload", daemon=True).start()
+
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the server stops this process
     worker.start()
     while not stopping.wait(PARENT_CHECK):

@@ -10,7 +10,7 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from app.db import EnumText, UTCDateTime, utcnow
 from app.errors import NotFound
-from app.postmortems import Postmortem, record_revision
+from app.postmortems import Postmortem, ensure_open, record_revision
 from app.vocabulary import FindingKind
 
 EDITABLE = ("kind", "statement", "evidence", "category", "whys")
@@ -30,6 +30,7 @@ class Finding(SQLModel, table=True):
 
 def add(session: Session, postmortem: Postmortem, fields: dict[str, Any], *, author: str) -> Finding:
     assert postmortem.id is not None
+    ensure_open(postmortem)
     finding = Finding(postmortem_id=postmortem.id, **fields)
     session.add(finding)
     session.flush()
@@ -46,6 +47,9 @@ def get(session: Session, finding_id: int) -> Finding:
 
 def update(session: Session, finding: Finding, fields: dict[str, Any], *, author: str) -> bool:
     """Apply the changes; True when anything changed."""
+    postmortem = session.get(Postmortem, finding.postmortem_id)
+    assert postmortem is not None
+    ensure_open(postmortem)
     changes = {
         name: {"from": getattr(finding, name), "to": fields[name]}
         for name in EDITABLE
@@ -56,8 +60,6 @@ def update(session: Session, finding: Finding, fields: dict[str, Any], *, author
             setattr(finding, name, change["to"])
         finding.updated_at = utcnow()
         session.add(finding)
-        postmortem = session.get(Postmortem, finding.postmortem_id)
-        assert postmortem is not None
         record_revision(session, postmortem, author, {"finding_changed": {"id": finding.id, **changes}})
         session.flush()
     return bool(changes)

@@ -7,7 +7,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, false
 from sqlmodel import Field, Session, SQLModel, select
 
 from app.db import EnumText, UTCDateTime, page, utcnow
@@ -44,6 +44,9 @@ class Incident(SQLModel, table=True):
     # app.timeline.Progress as JSON: where the timeline's fold stands, so the next event in order costs the same however
     # long the timeline is. None for an incident from before it was kept: its next event replays it all once.
     progress: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    # Set once a person put the incident into a postmortem or took it out: trigger rules leave it alone from then on.
+    postmortem_by_hand: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -106,9 +109,11 @@ def settled(mappings: Mappings, source: str, external_id: str, title: str, progr
     state = progress.state()
     snap = state.snapshot
     title = snap.title or title or f"{source} incident {external_id}"
+    service = mappings.services.service_of(source, snap)
     return {
         "title": title,
-        "service": snap.service,
+        "service": service,
+        "tags": list(snap.tags or ()),
         "team": snap.team,
         "url": snap.url,
         "priority": snap.priority,
@@ -119,7 +124,7 @@ def settled(mappings: Mappings, source: str, external_id: str, title: str, progr
         "triggered_at": state.triggered_at,
         "acknowledged_at": state.acknowledged_at,
         "resolved_at": state.resolved_at,
-        "fingerprint": fingerprint_for(source, snap.service, title, snap.dedup_key),
+        "fingerprint": fingerprint_for(source, service, title, snap.dedup_key),
         "progress": progress.to_json(),
         "updated_at": utcnow(),
     }

@@ -1,4 +1,4 @@
-"""Schema of the YAML mapping files (triggers, severity, trackers, statuses, people) and their loading.
+"""Schema of the YAML mapping files (triggers, severity, trackers, statuses, people, services) and their loading.
 
 The only app module that knows each tracker's own rules (its status categories, its user ids, its priority field):
 the rest of the app asks `Mappings.issue_fields` and `Mappings.status_of`.
@@ -15,8 +15,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from app import shipped
 from app.settings import SettingsError
 from app.vocabulary import ActionStatus, Priority, Severity
+from connectors.events import IncidentSnapshot
 from connectors.targets import GitHubTarget, JiraTarget, Target, TrackerKind
 from connectors.tracker import IssueState
 
@@ -149,12 +151,59 @@ class IssueFields:
     replaced_labels: tuple[str, ...] = ()  # labels standing for another priority, which an edit takes off
 
 
+ServiceSource = Literal["integration", "tag", "details", "entity", "team"]
+
+
+class OpsgenieServices(_Strict):
+    """How an Opsgenie alert's service is named (its payload has no service field; PagerDuty incidents name theirs).
+    The sources are tried in `order`; the first that gives a name wins, and none leaves the incident without one."""
+
+    order: list[ServiceSource] = Field(default=["integration", "tag", "details", "entity", "team"], min_length=1)
+    integrations: dict[str, str] = {}  # integration name -> service, for an integration per service
+    tag_prefix: str = Field(default="service:", min_length=1)  # the tag service:checkout-api names checkout-api
+    teams: dict[str, str] = {}  # owner team -> service, for a team that owns one service
+
+    @field_validator("order")
+    @classmethod
+    def _once_each(cls, value: list[ServiceSource]) -> list[ServiceSource]:
+        if len(set(value)) != len(value):
+            raise ValueError("name each source once")
+        return value
+
+    def service_of(self, snap: IncidentSnapshot) -> str | None:
+        for source in self.order:
+            match source:
+                case "integration":
+                    found = self.integrations.get(snap.integration or "")
+                case "tag":
+                    tagged = [t[len(self.tag_prefix) :] for t in snap.tags or () if t.startswith(self.tag_prefix)]
+                    found = next((t.strip() for t in tagged if t.strip()), None)
+                case "details":
+                    found = snap.details_service
+                case "entity":
+                    found = snap.entity
+                case "team":
+                    found = self.teams.get(snap.team or "")
+            if found:
+                return found
+        return None
+
+
+class Services(_Strict):
+    opsgenie: OpsgenieServices = OpsgenieServices()
+
+    def service_of(self, source: str, snap: IncidentSnapshot) -> str | None:
+        """The incident's service: PagerDuty's own, or the Opsgenie alert's by the rules above."""
+        return self.opsgenie.service_of(snap) if source == "opsgenie" else snap.service
+
+
 class Mappings(_Strict):
     triggers: Triggers = Triggers()
     severity: SeverityMap = SeverityMap()
     trackers: Trackers = Trackers()
     statuses: Statuses = Statuses()
     people: dict[str, Person] = {}
+    services: Services = Services()
 
     def person(self, email: str | None) -> Person | None:
         return self.people.get(email.lower()) if email else None
@@ -185,21 +234,35 @@ class Mappings(_Strict):
         return rules.status_of(state)
 
 
-FILES = ("triggers", "severity", "trackers", "statuses", "people")
+FILES = ("triggers", "severity", "trackers", "statuses", "people", "services")
+# A mapping of people may be empty ({}: nobody is assigned); every other file with nothing in it was emptied by mistake.
+MAY_BE_EMPTY = ("people",)
+
+
+def sources(folder: Path) -> dict[str, Path]:
+    """Which file each mapping comes from: the folder's own, else the shipped one (a folder may hold only the files
+    it changes)."""
+    default = shipped.mappings()
+    return {
+        name: folder / f"{name}.yaml" if (folder / f"{name}.yaml").exists() else default / f"{name}.yaml"
+        for name in FILES
+    }
 
 
 def load_mappings(folder: Path) -> Mappings:
-    """Read every mapping file of the folder; any problem is one SettingsError line naming file and field."""
+    """Read every mapping file; any problem is one SettingsError line naming the file, the field and the fix."""
     data: dict[str, Any] = {}
-    for name in FILES:
-        path = folder / f"{name}.yaml"
-        if not path.exists():
-            continue
+    paths = sources(folder)
+    for name, path in paths.items():
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
             raise SettingsError(f"AFTERMATH_MAPPINGS: {path}: not readable YAML ({exc})".replace("\n", " ")) from None
-        data[name] = loaded if loaded is not None else {}
+        if loaded is None or (loaded == {} and name not in MAY_BE_EMPTY):
+            raise SettingsError(
+                f"AFTERMATH_MAPPINGS: {path}: the file is empty; write its rules, or delete it to use the shipped one"
+            )
+        data[name] = loaded
     if isinstance(data.get("people"), dict):
         data["people"] = {str(k).lower(): v for k, v in data["people"].items()}
     try:
@@ -208,4 +271,5 @@ def load_mappings(folder: Path) -> Mappings:
         first = exc.errors()[0]
         file, *rest = [str(part) for part in first["loc"]] or ["?"]
         where = ".".join(rest) or "(top level)"
-        raise SettingsError(f"AFTERMATH_MAPPINGS: {folder / (file + '.yaml')}: {where}: {first['msg']}") from None
+        path = paths.get(file, folder / f"{file}.yaml")
+        raise SettingsError(f"AFTERMATH_MAPPINGS: {path}: {where}: {first['msg']}") from None

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 
 from alembic import command
-
-ROOT = Path(__file__).resolve().parent.parent
+from app import shipped
 
 
 def alembic_config(database_url: str) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "alembic"))
+    """Configured in code, not from alembic.ini (which an installed package does not have; it stays for developers
+    running `alembic revision` in the repository)."""
+    config = Config()
+    config.set_main_option("script_location", str(shipped.migrations()))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config
 

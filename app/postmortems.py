@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, Session, SQLModel, select
 
 from app.db import EnumText, UTCDateTime, page, utcnow
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, Invalid, NotFound
 from app.incidents import Incident
-from app.mappings import Mappings, TriggerCondition
-from app.vocabulary import IncidentStatus, PostmortemStatus
+from app.vocabulary import PostmortemStatus
 
 NEXT_STATUSES = {
     PostmortemStatus.DRAFT: {PostmortemStatus.IN_REVIEW},
     PostmortemStatus.IN_REVIEW: {PostmortemStatus.DRAFT, PostmortemStatus.PUBLISHED},
     PostmortemStatus.PUBLISHED: {PostmortemStatus.IN_REVIEW, PostmortemStatus.CLOSED},
-    PostmortemStatus.CLOSED: set(),
+    PostmortemStatus.CLOSED: {PostmortemStatus.IN_REVIEW},  # reopened: a revision like any other change
 }
 UNPUBLISHED = (PostmortemStatus.DRAFT, PostmortemStatus.IN_REVIEW)
 EDITABLE = ("title", "status", "owner", "summary", "customer_impact", "impact_start", "impact_end", "review_due")
@@ -56,6 +55,8 @@ class PostmortemRevision(SQLModel, table=True):
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")  # as the API writes every other time
     return value.isoformat() if isinstance(value, date | datetime) else value
 
 
@@ -110,9 +111,16 @@ def open_for_incident(
     return postmortem, True
 
 
+def ensure_open(postmortem: Postmortem) -> None:
+    """A closed postmortem takes no edits, findings or actions until it is reopened."""
+    if postmortem.status == PostmortemStatus.CLOSED:
+        raise Conflict(f"{postmortem.key} is closed: reopen it first (PATCH status in_review)")
+
+
 def update(
     session: Session, postmortem: Postmortem, fields: dict[str, Any], *, author: str, expected_version: int | None
 ) -> Postmortem:
+    """Apply a PATCH: fields of EDITABLE and `incident_ids` (the incidents it covers), as one revision."""
     if expected_version is not None and expected_version != postmortem.version:
         raise Conflict(f"postmortem is at version {postmortem.version}, not {expected_version}; reload and retry")
     if "status" in fields and fields["status"] != postmortem.status:
@@ -120,14 +128,25 @@ def update(
         if fields["status"] not in allowed:
             moves = ", ".join(sorted(allowed)) or "none"
             raise Conflict(f"status cannot go from {postmortem.status} to {fields['status']} (allowed: {moves})")
-    changes: dict[str, Any] = {}
-    for name in EDITABLE:
-        if name in fields and fields[name] != getattr(postmortem, name):
-            changes[name] = {"from": _jsonable(getattr(postmortem, name)), "to": _jsonable(fields[name])}
-            setattr(postmortem, name, fields[name])
-    start, end = postmortem.impact_start, postmortem.impact_end
+    changes: dict[str, Any] = {
+        name: {"from": _jsonable(getattr(postmortem, name)), "to": _jsonable(fields[name])}
+        for name in EDITABLE
+        if name in fields and fields[name] != getattr(postmortem, name)
+    }
+    covered = [i.id for i in incidents_of(session, postmortem.id or 0) if i.id is not None]
+    wanted = sorted(set(fields["incident_ids"])) if fields.get("incident_ids") is not None else covered
+    if wanted != covered:
+        changes["incident_ids"] = {"from": covered, "to": wanted}
+    if changes and postmortem.status == PostmortemStatus.CLOSED and "status" not in changes:
+        ensure_open(postmortem)
+    start, end = fields.get("impact_start", postmortem.impact_start), fields.get("impact_end", postmortem.impact_end)
     if start and end and end < start:
-        raise Conflict("impact_end is before impact_start")
+        raise Invalid("impact_end is before impact_start")
+    if "incident_ids" in changes:
+        _cover(session, postmortem, covered, wanted)
+    for name in EDITABLE:
+        if name in changes:
+            setattr(postmortem, name, fields[name])
     if changes:
         if "status" in changes and postmortem.status == PostmortemStatus.PUBLISHED and postmortem.published_at is None:
             postmortem.published_at = utcnow()
@@ -136,54 +155,62 @@ def update(
     return postmortem
 
 
-def revisions(session: Session, postmortem_id: int) -> list[PostmortemRevision]:
+def _cover(session: Session, postmortem: Postmortem, covered: list[int], wanted: list[int]) -> None:
+    """Make the postmortem cover exactly `wanted`; an incident of another postmortem must be taken out there first."""
+    rows = {i.id: i for i in session.exec(select(Incident).where(Incident.id.in_(wanted))).all()}  # type: ignore[union-attr]
+    unknown = sorted(set(wanted) - set(rows))
+    if unknown:
+        raise Invalid(f"incident_ids: unknown incident(s) {unknown}")
+    for incident in rows.values():
+        if incident.postmortem_id not in (None, postmortem.id):
+            other = session.get(Postmortem, incident.postmortem_id)
+            key = other.key if other else f"postmortem {incident.postmortem_id}"
+            raise Conflict(f"incident {incident.id} is covered by {key}; take it out there first")
+    released = [i for i in session.exec(select(Incident).where(Incident.id.in_(covered))).all() if i.id not in rows]  # type: ignore[union-attr]
+    for incident in released:
+        incident.postmortem_id = None
+    for incident in [*rows.values(), *released]:
+        if incident.id in wanted:
+            incident.postmortem_id = postmortem.id
+        incident.postmortem_by_hand = True  # a person decided; trigger rules no longer open or withdraw one for it
+        session.add(incident)
+    session.flush()
+
+
+def open_by_hand(
+    session: Session,
+    incident: Incident,
+    fields: dict[str, Any],
+    *,
+    author: str,
+    review_due_days: int,
+    expected_version: int | None,
+) -> tuple[Postmortem, bool]:
+    """POST /incidents/{id}/postmortem: the incident's postmortem (opened now if it has none) with the body applied
+    as a PATCH would apply it; the flag says whether it was created."""
+    if fields.get("incident_ids") is not None and incident.id not in fields["incident_ids"]:
+        raise Invalid(f"incident_ids must include incident {incident.id}, the one the postmortem is opened for")
+    postmortem, created = open_for_incident(
+        session, incident, author=author, trigger="manual", review_due_days=review_due_days
+    )
+    if created:
+        incident.postmortem_by_hand = True
+        session.add(incident)
+    update(session, postmortem, fields, author=author, expected_version=expected_version)
+    return postmortem, created
+
+
+def revisions(
+    session: Session, postmortem_id: int, *, after: int | None = None, limit: int = 500
+) -> tuple[list[PostmortemRevision], str | None]:
+    """One page of the postmortem's revisions, oldest first (ids grow with versions)."""
     query = select(PostmortemRevision).where(PostmortemRevision.postmortem_id == postmortem_id)
-    return list(session.exec(query.order_by(PostmortemRevision.version)).all())  # type: ignore[arg-type]
+    return page(session, query, PostmortemRevision.id, after, limit)
 
 
 def incidents_of(session: Session, postmortem_id: int) -> list[Incident]:
     query = select(Incident).where(Incident.postmortem_id == postmortem_id).order_by(Incident.id)  # type: ignore[arg-type]
     return list(session.exec(query).all())
-
-
-def open_if_due(session: Session, mappings: Mappings, incident: Incident, now: datetime) -> bool:
-    """Open the incident's postmortem if it has none and a trigger rule matches; True when one was opened."""
-    if incident.postmortem_id is not None:
-        return False
-    rule = matching_rule(mappings, incident, now)
-    if rule is None:
-        return False
-    open_for_incident(
-        session, incident, author="system", trigger=rule, review_due_days=mappings.triggers.review_due_days
-    )
-    return True
-
-
-def matching_rule(mappings: Mappings, incident: Incident, now: datetime) -> str | None:
-    """Name of the first trigger rule the incident meets, if any."""
-    for rule in mappings.triggers.rules:
-        if _meets(rule.when, incident, now):
-            return rule.name
-    return None
-
-
-def _meets(when: TriggerCondition, incident: Incident, now: datetime) -> bool:
-    if when.source and incident.source != when.source:
-        return False
-    if when.severity and incident.severity not in when.severity:
-        return False
-    if when.urgency and incident.urgency not in when.urgency:
-        return False
-    if when.service and incident.service not in when.service:
-        return False
-    if when.open_longer_than is not None:
-        if incident.triggered_at is None:
-            return False
-        resolved = incident.resolved_at if incident.status == IncidentStatus.RESOLVED else None
-        until = resolved or now
-        if until - incident.triggered_at <= when.open_longer_than:
-            return False
-    return True
 
 
 def list_page(

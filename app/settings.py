@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app import shipped
 from connectors.targets import Connection, TrackerKind
 
 SecretList = Annotated[list[SecretStr], NoDecode]
@@ -42,7 +43,7 @@ class Settings(BaseSettings):
     github_webhook_secret: SecretStr | None = None
     jira_webhook_secret: SecretStr | None = None
     reminder_interval: int = Field(default=604800, ge=0)
-    mappings: Path = Path("./mappings")
+    mappings: Path | None = None  # unset: ./mappings when there is one, else the shipped defaults (mappings_folder)
     poll_interval: float = Field(default=300, gt=0)
     worker: Literal["embedded", "off"] = "embedded"
     log_format: Literal["text", "json"] = "text"
@@ -62,6 +63,7 @@ class Settings(BaseSettings):
         "github_token",
         "github_webhook_secret",
         "jira_webhook_secret",
+        "mappings",
         mode="before",
     )
     @classmethod
@@ -72,11 +74,9 @@ class Settings(BaseSettings):
     @field_validator("api_tokens")
     @classmethod
     def _token_entries(cls, value: list[SecretStr]) -> list[SecretStr]:
-        from app.tokens import parse_entry  # the one parser of `[name=]token[:read|:write]`
+        from app.tokens import check_entries  # the one parser of `[name=]token[:read|:write]`
 
-        names = [parse_entry(entry.get_secret_value())[0] for entry in value]
-        if len(set(names)) != len(names):
-            raise ValueError("two API tokens have the same name")
+        check_entries([entry.get_secret_value() for entry in value])
         return value
 
     @field_validator("database_url")
@@ -102,10 +102,21 @@ class Settings(BaseSettings):
 
     @field_validator("mappings")
     @classmethod
-    def _mappings_dir(cls, value: Path) -> Path:
-        if not value.is_dir():
-            raise ValueError(f"{value} is not a folder of mapping files")
+    def _mappings_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            where = "" if value.is_absolute() else f" (from {Path.cwd()})"
+            raise ValueError(
+                f"{value}{where} is not a folder; point it at a folder of mapping files, or unset it to use the "
+                "shipped ones (`aftermath init` writes a copy to edit)"
+            )
         return value
+
+    def mappings_folder(self) -> Path:
+        """AFTERMATH_MAPPINGS; unset, ./mappings when the working directory has one, else the shipped mappings."""
+        if self.mappings is not None:
+            return self.mappings
+        here = Path("mappings")
+        return here if here.is_dir() else shipped.mappings()
 
     @model_validator(mode="after")
     def _no_half_integration(self) -> Settings:
@@ -191,7 +202,7 @@ def describe(error: ValidationError) -> str:
     first = error.errors()[0]
     if not first["loc"]:  # a rule over several settings: its message names them
         return str(first["msg"])
-    return f"AFTERMATH_{str(first['loc'][0]).upper()}: {first['msg']}"
+    return f"AFTERMATH_{str(first['loc'][0]).upper()}: {first['msg'].removeprefix('Value error, ')}"
 
 
 def load_settings() -> Settings:

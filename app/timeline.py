@@ -46,7 +46,12 @@ class Fold:
     snapshot: IncidentSnapshot = field(default_factory=IncidentSnapshot)
 
     def step(self, entry: Entry) -> Fold:
-        snapshot = replace(self.snapshot, **{k: v for k, v in snapshot_of(entry).items() if v is not None})
+        said = snapshot_of(entry)
+        added, removed = said.pop("tags_added", None) or (), said.pop("tags_removed", None) or ()
+        snapshot = replace(self.snapshot, **{k: v for k, v in said.items() if v is not None})
+        if added or removed:  # a change to the set rather than the whole set
+            kept = [t for t in snapshot.tags or () if t not in removed]
+            snapshot = replace(snapshot, tags=(*kept, *[t for t in added if t not in kept]))
         status, resolved_at = self.status, self.resolved_at
         if entry.kind == TimelineKind.TRIGGERED:
             if status in (None, IncidentStatus.RESOLVED):
@@ -170,6 +175,9 @@ def _snapshot_fields(data: dict[str, Any]) -> dict[str, Any]:
     fields = dict(data)
     if fields.get("created_at"):
         fields["created_at"] = datetime.fromisoformat(fields["created_at"])
+    for key in ("tags", "tags_added", "tags_removed"):  # tuples in the snapshot, lists in JSON
+        if isinstance(fields.get(key), list):
+            fields[key] = tuple(fields[key])
     return fields
 
 

@@ -1,5 +1,5 @@
 """The worker: three loops, each with its own pacing, so that none waits behind another — the inbox applier (events
-into incidents), the job runner (tracker requests) and the periodic tasks (poll, reminders, trigger sweep). One or
+into incidents), the job runner (tracker requests) and the periodic tasks (poll, reminders). One or
 many worker processes share the inbox and the job table."""
 
 from __future__ import annotations
@@ -14,21 +14,18 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from app import applier, filing, ingest, jobs, notify, postmortems, telemetry, tracking
+from app import applier, filing, ingest, jobs, notify, telemetry, tracking
 from app.context import Context
 from app.db import is_postgres, utcnow
-from app.incidents import Incident
-from app.vocabulary import IncidentStatus
 
 # The job handlers register themselves with app.jobs when their modules are imported.
 JOB_MODULES = (filing, notify)
 
 log = logging.getLogger(__name__)
-TRIGGER_SWEEP_SECONDS = 60.0
 REMINDER_SWEEP_SECONDS = 300.0
-PERIODIC_TICK = 1.0  # how often the periodic loop asks whether a poll or sweep is due
+PERIODIC_TICK = 1.0  # how often the periodic loop asks whether a poll or the reminders are due
 ERROR_PAUSE = 5.0  # after a database error, before a loop tries again
 # Events per apply transaction: large when nothing else wants the database (each batch reads and writes each of its
 # incidents once), small while webhooks arrive in this process (on SQLite a batch holds the one write lock that the
@@ -119,24 +116,10 @@ class Worker:
         with self.context.write() as session:
             poll_due = jobs.due(session, "poll", settings.poll_interval)
             audit_due = poll_due and jobs.due(session, "tracker_audit", settings.poll_interval * tracking.AUDIT_EVERY)
-            sweep_due = jobs.due(session, "trigger_sweep", TRIGGER_SWEEP_SECONDS)
             if jobs.due(session, "reminders", REMINDER_SWEEP_SECONDS):
                 notify.queue_reminders(session, settings.reminder_interval, utcnow())
         if poll_due:
             tracking.poll_all(self.context, audit=audit_due)
-        if sweep_due:
-            self.sweep_triggers()
-
-    def sweep_triggers(self) -> int:
-        """Rules that depend on time passing (open longer than 30 minutes) are met without any new event."""
-        opened = 0
-        with self.context.write() as session:
-            open_ones = Incident.postmortem_id.is_(None), Incident.status != IncidentStatus.RESOLVED  # type: ignore[union-attr]
-            for incident in session.exec(select(Incident).where(*open_ones)).all():
-                opened += postmortems.open_if_due(session, self.context.mappings, incident, utcnow())
-        if opened:
-            log.info("trigger sweep opened %d postmortem(s) at %s", opened, utcnow().isoformat())
-        return opened
 
     def run_once(self) -> int:
         """Apply the inbox, drain every ready job, run due periodic tasks; for tests and `aftermath worker --once`."""

@@ -158,7 +158,7 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
     env.update(
         {
             "AFTERMATH_DATABASE_URL": database_url,
-            "AFTERMATH_API_TOKENS": "bench=bench-token",
+            "AFTERMATH_API_TOKENS": "bench=bench-api-token-0000",
             "AFTERMATH_PAGERDUTY_SECRETS": "bench-pagerduty-secret",
             "AFTERMATH_MAPPINGS": str(ROOT / "mappings"),
             "AFTERMATH_WORKER": "embedded",

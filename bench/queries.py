@@ -23,7 +23,7 @@ import psycopg
 from common import AFTERMATH, RESULTS, Database, Server, free_port, machine, server_env
 
 POSTMORTEMS, INCIDENTS, FINDINGS, ACTIONS, LEDGER, OWNERS = 20_000, 25_000, 50_000, 100_000, 1_000_000, 300
-TOKEN = "bench-token"
+TOKEN = "bench-api-token-0000"  # the one bench/common.py configures; 16 characters at least
 
 # Generated inside PostgreSQL (INSERT … SELECT FROM generate_series): a million rows in seconds. Every postmortem
 # has 2-3 findings and 5 actions; each action answers its postmortem's first finding, half of them its second one

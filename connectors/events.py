@@ -23,6 +23,7 @@ class TimelineKind(StrEnum):
     RESOLVED = "resolved"
     REOPENED = "reopened"
     RESPONDER_ADDED = "responder_added"
+    TAGS_CHANGED = "tags_changed"  # Opsgenie tags added or removed, PagerDuty custom field values updated
     OTHER = "other"
 
 
@@ -59,6 +60,13 @@ class IncidentSnapshot:
     url: str | None = None
     dedup_key: str | None = None  # PagerDuty incident_key / Opsgenie alias
     created_at: datetime | None = None  # when the source says the incident/alert was created
+    tags: tuple[str, ...] | None = None  # the whole tag set as of this event (PagerDuty: custom fields as name:value)
+    tags_added: tuple[str, ...] | None = None  # a change this event makes to the set, when it sends no whole set
+    tags_removed: tuple[str, ...] | None = None
+    # Where an Opsgenie alert's service may be read from; the mappings (services.yaml) choose among them.
+    integration: str | None = None  # the integration's name
+    entity: str | None = None
+    details_service: str | None = None  # alert.details.service
 
 
 @dataclass(frozen=True)

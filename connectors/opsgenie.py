@@ -27,6 +27,8 @@ _KINDS: dict[str, TimelineKind] = {
     "AddResponder": TimelineKind.RESPONDER_ADDED,
     "AddNote": TimelineKind.NOTE,
     "UpdatePriority": TimelineKind.PRIORITY_CHANGED,
+    "AddTags": TimelineKind.TAGS_CHANGED,
+    "RemoveTags": TimelineKind.TAGS_CHANGED,
 }
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -130,7 +132,7 @@ def parse(body: bytes) -> AlertEvent:
         at=at,
         actor=actor if kind is not None else None,
         text=_text(action, alert, actor),
-        snapshot=_snapshot(action, alert, alert_id) if kind is not None else IncidentSnapshot(),
+        snapshot=_snapshot(action, doc, alert, alert_id) if kind is not None else IncidentSnapshot(),
         extra=extra,
     )
 
@@ -230,6 +232,10 @@ def _text(action: str, alert: dict[str, Any], actor: str | None) -> str | None:
             return f"Responder {who} added{by}" if who else f"Responder added{by}"
         case "AddNote":
             return _s(alert, "note")
+        case "AddTags" | "RemoveTags":
+            verb, key = ("added", "addedTags") if action == "AddTags" else ("removed", "removedTags")
+            listed = ", ".join(_tag_list(alert.get(key)))
+            return f"Tags {verb}: {listed}{by}" if listed else f"Tags {verb}{by}"
         case "UpdatePriority":
             new = normalize_priority(alert.get("priority"))
             old = normalize_priority(alert.get("oldPriority"))
@@ -239,13 +245,27 @@ def _text(action: str, alert: dict[str, Any], actor: str | None) -> str | None:
     return None
 
 
-def _snapshot(action: str, alert: dict[str, Any], alert_id: str) -> IncidentSnapshot:
-    details = alert.get("details")
-    service = _s(details, "service") or _s(alert, "entity") or _s(alert, "source")
+def _tag_list(value: object) -> list[str]:
+    """Tags from a list of strings or a comma-separated string (addedTags/removedTags are sent as one string)."""
+    parts = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else []
+    seen: list[str] = []
+    for part in parts:
+        tag = part.strip() if isinstance(part, str) else ""
+        if tag and tag not in seen:
+            seen.append(tag)
+    return seen
+
+
+def _snapshot(action: str, doc: dict[str, Any], alert: dict[str, Any], alert_id: str) -> IncidentSnapshot:
     alias = _s(alert, "alias")
+    tags = alert.get("tags")
+    added = _tag_list(alert.get("addedTags")) if action == "AddTags" else []
+    removed = _tag_list(alert.get("removedTags")) if action == "RemoveTags" else []
     return IncidentSnapshot(
         title=_s(alert, "message"),
-        service=service,
+        # Not alert.source nor the top-level source: they name the sender (often an IP address), not a service. The
+        # mappings pick the service among integration, tags, details.service and entity.
+        service=None,
         # On AddTeam `team` is the team just added, not the owner team (§3.10).
         team=None if action == "AddTeam" else _s(alert, "team"),
         priority=normalize_priority(alert.get("priority")),
@@ -253,4 +273,10 @@ def _snapshot(action: str, alert: dict[str, Any], alert_id: str) -> IncidentSnap
         # "-" and alias == alertId mean no caller-chosen dedup key was given.
         dedup_key=alias if alias not in (None, "-", alert_id) else None,
         created_at=_from_ms(_int(alert.get("createdAt"))),
+        tags=tuple(_tag_list(tags)) if isinstance(tags, list) else None,
+        tags_added=tuple(added) or None,
+        tags_removed=tuple(removed) or None,
+        integration=_s(doc, "integrationName"),
+        entity=_s(alert, "entity"),
+        details_service=_s(alert.get("details"), "service"),
     )

@@ -29,6 +29,7 @@ _KINDS: dict[str, TimelineKind] = {
     "incident.resolved": TimelineKind.RESOLVED,
     "incident.reopened": TimelineKind.REOPENED,
     "incident.responder.added": TimelineKind.RESPONDER_ADDED,
+    "incident.custom_field_values.updated": TimelineKind.TAGS_CHANGED,
 }
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -177,7 +178,39 @@ def _names(refs: object) -> list[str]:
     return [name for ref in refs if (name := _s(ref, "summary")) is not None]
 
 
+def custom_field_tags(data: dict[str, Any]) -> tuple[str, ...]:
+    """`incident_field_values` as tags `name:value` (one per value of a multi-value field; unset fields none).
+
+    custom_fields holds every field; changed_custom_fields the ones this event changed, whose values win (PagerDuty's
+    own example shows the two disagreeing on a changed field).
+    """
+    values: dict[str, list[str]] = {}
+    for key in ("custom_fields", "changed_custom_fields"):
+        fields = data.get(key)
+        for field in fields if isinstance(fields, list) else []:
+            name = _s(field, "name")
+            if name is None:
+                continue
+            value = field.get("value")
+            items = value if isinstance(value, list) else [value]
+            values[name] = [text for item in items if (text := _scalar(item)) is not None]
+    return tuple(f"{name}:{v}" for name, vs in values.items() for v in vs)
+
+
+def _scalar(value: object) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, int | float):
+        return str(value)
+    return None  # null, or an object: nothing a tag can hold
+
+
 def _snapshot(data: dict[str, Any]) -> IncidentSnapshot:
+    if data.get("type") == "incident_field_values":
+        tags = custom_field_tags(data)
+        return IncidentSnapshot(title=_s(data, "incident", "summary"), url=_s(data, "incident", "html_url"), tags=tags)
     if data.get("type") != "incident":
         # Notes, status updates, responders: only the incident reference is there.
         return IncidentSnapshot(title=_s(data, "incident", "summary"), url=_s(data, "incident", "html_url"))
@@ -228,6 +261,10 @@ def _text(event_type: str, data: dict[str, Any], actor: str | None, snap: Incide
             return _by("Resolved", actor) + (f" ({reason})" if reason else "")
         case "incident.reopened":
             return _by("Reopened", actor)
+        case "incident.custom_field_values.updated":
+            changed = data.get("changed_custom_fields")
+            names = [n for f in changed if (n := _s(f, "name"))] if isinstance(changed, list) else []
+            return f"Custom fields changed: {', '.join(names)}" if names else "Custom fields changed"
         case "incident.responder.added":
             who = _s(data, "user", "summary") or _s(data, "escalation_policy", "summary")
             text = f"Responder requested: {who}" if who else "Responder requested"

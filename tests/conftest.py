@@ -23,7 +23,7 @@ from app.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = os.environ.get("AFTERMATH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_PG = os.environ.get("AFTERMATH_TEST_REQUIRE_POSTGRES") == "1"
-WRITE_TOKEN, READ_TOKEN = "test-write-token", "test-read-token"
+WRITE_TOKEN, READ_TOKEN = "test-write-token", "test-reader-token"
 
 
 def _postgres_up() -> bool:

@@ -17,7 +17,7 @@ from app.worker import Worker
 # A byte-for-byte copy of the shared samples (signatures cover the exact bytes): the tests need nothing beside the repo.
 PAYLOADS = Path(__file__).resolve().parent / "payloads"
 WRITE = {"Authorization": "Bearer test-write-token"}
-READ = {"Authorization": "Bearer test-read-token"}
+READ = {"Authorization": "Bearer test-reader-token"}
 
 
 def payload(relative: str) -> bytes:

@@ -45,7 +45,7 @@ def test_postmortem_updates_are_versioned_with_author_and_fields(client: TestCli
     assert (
         client.patch(f"/api/v1/postmortems/{pm['id']}", json={"status": "in_review"}, headers=WRITE).status_code == 200
     )
-    revisions = client.get(f"/api/v1/postmortems/{pm['id']}/revisions", headers=READ).json()
+    revisions = client.get(f"/api/v1/postmortems/{pm['id']}/revisions", headers=READ).json()["items"]
     assert [r["version"] for r in revisions] == [1, 2, 3]
     assert revisions[1]["author"] == "writer"
     assert revisions[1]["changes"]["summary"] == {"from": None, "to": "DB pool exhausted"}

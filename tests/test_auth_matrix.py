@@ -53,7 +53,7 @@ def test_read_token_on_write_routes_is_403(client: TestClient) -> None:
 
 
 def test_basic_auth_password_is_accepted_for_reads(client: TestClient) -> None:
-    assert client.get("/api/v1/incidents", auth=("anyone", "test-read-token")).status_code == 200
+    assert client.get("/api/v1/incidents", auth=("anyone", "test-reader-token")).status_code == 200
 
 
 @pytest.mark.parametrize(

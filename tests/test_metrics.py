@@ -316,7 +316,7 @@ def test_summary_needs_a_token_and_aware_ordered_times(client: TestClient) -> No
     assert client.get("/api/v1/metrics/summary", headers={"Authorization": "Bearer nope"}).status_code == 401
     for params in (
         {"since": "2026-01-01T00:00:00"},
-        {"until": "2026-01-01"},
+        {"until": "2026-01-01T00:00"},
         {"since": "yesterday"},
         {"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
     ):

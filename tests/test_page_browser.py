@@ -34,7 +34,7 @@ from tests.helpers import pd_event, pd_signature
 
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 WRITE = {"Authorization": "Bearer test-write-token"}
-READ_TOKEN = "test-read-token"
+READ_TOKEN = "test-reader-token"
 VIEWPORT = (1280, 720)
 HIGHLIGHT, TARGET_BORDER = (0xFF, 0xF4, 0xE6), (0xD9, 0x48, 0x0F)  # .finding:target in postmortem.html
 TRACKER_URL = "https://acme.atlassian.net/browse/OPS-7"

@@ -207,7 +207,7 @@ def test_read_token_suffices_and_errors_are_clean(client: TestClient, context: C
     url = f"/api/v1/postmortems/{pm_id}/report"
     assert client.get(url, params={"audience": "executive"}).status_code == 401
     assert client.get(url, params={"audience": "executive"}, headers=READ).status_code == 200
-    assert client.get(url, params={"audience": "executive"}, auth=("browser", "test-read-token")).status_code == 200
+    assert client.get(url, params={"audience": "executive"}, auth=("browser", "test-reader-token")).status_code == 200
     assert client.get(url, params={"audience": "operations"}, headers=WRITE).status_code == 200
     missing = client.get("/api/v1/postmortems/999/report", params={"audience": "executive"}, headers=READ)
     assert missing.status_code == 404 and "999" in missing.json()["detail"]

@@ -10,9 +10,22 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_swagger import patch_fastapi
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
-from app.api import actions, health, incidents, ledger, metrics, pages, postmortems, reports, webhooks
+from app import __version__
+from app.api import (
+    actions,
+    dead_letters,
+    health,
+    incidents,
+    ledger,
+    metrics,
+    pages,
+    postmortems,
+    reports,
+    webhooks,
+)
 from app.api.limits import BodyLimit
 from app.api.request_ids import RequestIds
 from app.context import Context
@@ -64,12 +77,18 @@ def create_app(context: Context, *, embedded_worker: bool | None = None) -> Fast
 
     app = FastAPI(
         title="Aftermath",
-        version="0.1.0",
+        version=__version__,
         description="Alert webhooks in; postmortems, findings and actions; tracker issues out; a hash-chained ledger.",
         lifespan=lifespan,
+        # FastAPI's own /docs and /redoc load their scripts from a CDN, which an offline or locked-down network
+        # cannot reach; fastapi-swagger serves the Swagger UI files from the installed package instead.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
+    patch_fastapi(app, docs_url="/docs", redirect_from_root_to_docs=False)
     app.state.context = context
-    for router in (webhooks, incidents, postmortems, reports, actions, ledger, metrics, health, pages):
+    for router in (webhooks, incidents, postmortems, reports, actions, ledger, dead_letters, metrics, health, pages):
         app.include_router(router.router)
     app.add_middleware(BodyLimit)
     app.add_middleware(RequestIds)  # added last, so it runs first: even a refused body's answer carries the id

@@ -7,11 +7,11 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, HTTPException, Request, status
 from prometheus_client import CollectorRegistry
-from pydantic import AwareDatetime
 
 from app import metrics, prometheus
 from app.api.deps import ContextDep, Reader
 from app.api.metrics_schemas import SummaryOut
+from app.api.params import Instant
 from app.context import Context
 from app.db import utcnow
 
@@ -23,8 +23,8 @@ _registry_lock = threading.Lock()
 def get_summary(
     context: ContextDep,
     _: Reader,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     service: str | None = None,
     team: str | None = None,
 ) -> SummaryOut:

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import HTTPException, Query, status
+from pydantic import AwareDatetime, BeforeValidator
 
 # Ids are INTEGER columns: a larger number cannot name a row, and on PostgreSQL it would not even bind.
 MAX_ID = 2**31 - 1
 Limit = Annotated[int, Query(ge=1, le=500, description="page size, at most 500")]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
+
+
+def _date_is_midnight_utc(value: object) -> object:
+    # `?since=2026-04-01` is what people type; a bare date has no zone to be naive about, so read it as UTC.
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return f"{value}T00:00:00Z"
+    return value
+
+
+# A time with a UTC offset, or a date (midnight UTC); a time without an offset is refused.
+Instant = Annotated[AwareDatetime, BeforeValidator(_date_is_midnight_utc)]
 
 
 def after_id(cursor: str | None) -> int | None:

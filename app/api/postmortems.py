@@ -66,11 +66,14 @@ def update_postmortem(
         return present.postmortem_bodies(session, [postmortem], utcnow().date())[0]
 
 
-@router.get("/{postmortem_id}/revisions", response_model=list[RevisionOut], responses=NOT_FOUND)
-def list_revisions(context: ContextDep, _: Reader, postmortem_id: PostmortemId) -> list[RevisionOut]:
+@router.get("/{postmortem_id}/revisions", response_model=Page[RevisionOut], responses=NOT_FOUND)
+def list_revisions(
+    context: ContextDep, _: Reader, postmortem_id: PostmortemId, cursor: Cursor = None, limit: Limit = 100
+) -> Page[RevisionOut]:
     with context.read() as session:
         postmortems.get(session, postmortem_id)
-        return [RevisionOut.model_validate(r.model_dump()) for r in postmortems.revisions(session, postmortem_id)]
+        rows, next_cursor = postmortems.revisions(session, postmortem_id, after=after_id(cursor), limit=limit)
+        return Page(items=[RevisionOut.model_validate(r.model_dump()) for r in rows], next_cursor=next_cursor)
 
 
 @router.post("/{postmortem_id}/findings", response_model=FindingOut, status_code=201, responses=NOT_FOUND)

@@ -28,7 +28,10 @@ def incident_bodies(session: Session, rows: list[Incident]) -> list[IncidentOut]
         IncidentOut.model_validate(
             {
                 **row.model_dump(),
-                "timeline": [TimelineOut.model_validate(e.model_dump()) for e in lines[row.id or 0]],
+                "timeline": [
+                    TimelineOut.model_validate({**e.model_dump(), "tags": e.snapshot.get("tags")})
+                    for e in lines[row.id or 0]
+                ],
             }
         )
         for row in rows

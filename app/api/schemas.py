@@ -28,6 +28,7 @@ T = TypeVar("T")
 Text = Annotated[str, Field(max_length=20_000)]
 Line = Annotated[str, Field(min_length=1, max_length=255)]
 FindingId = Annotated[int, Field(ge=1, le=MAX_ID)]
+IncidentId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 def _stripped(value: str) -> str:
@@ -63,6 +64,7 @@ class TimelineOut(BaseModel):
     kind: TimelineKind
     actor: str | None
     text: str | None
+    tags: list[str] | None = Field(default=None, description="the whole tag set as this event reported it, if it did")
 
 
 class IncidentOut(BaseModel):
@@ -84,6 +86,7 @@ class IncidentOut(BaseModel):
     postmortem_id: int | None
     recurrence_of: int | None
     recurred_after_actions_done: bool | None
+    tags: list[str] = Field(description="Opsgenie tags; PagerDuty custom fields as name:value")
     timeline: list[TimelineOut]
 
 
@@ -211,7 +214,7 @@ class ActionDetail(ActionOut):
 
 
 class PostmortemPatch(_Input):
-    _not_nullable = ("title", "status")
+    _not_nullable = ("title", "status", "incident_ids")
     title: NonBlank | None = None
     status: PostmortemStatus | None = None
     owner: Line | None = None
@@ -220,6 +223,12 @@ class PostmortemPatch(_Input):
     impact_start: AwareDatetime | None = None
     impact_end: AwareDatetime | None = None
     review_due: date | None = None
+    incident_ids: list[IncidentId] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="the incidents it covers (replaces the list); one covered by another postmortem is a 409",
+    )
     version: int | None = Field(default=None, ge=1, description="expected current version; 409 if it moved on")
 
 
@@ -259,6 +268,17 @@ class RevisionOut(BaseModel):
     at: datetime
     author: str
     changes: dict[str, Any]
+
+
+class DeadLetterOut(BaseModel):
+    id: int
+    source: str
+    status: Literal["dead_letter", "failed"]
+    reason: str | None = Field(description="why it could not be used")
+    received_at: datetime
+    event_type: str | None
+    external_id: str = Field(description="the event id; for a body that did not parse, dead:<sha256 of the body>")
+    body: str = Field(description="the body as received (UTF-8; undecodable bytes replaced)")
 
 
 class WebhookAnswer(BaseModel):

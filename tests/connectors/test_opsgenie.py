@@ -139,7 +139,7 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None, str | None]] = {
     ),
     "og1_04_addnote.json": ("note", "bob.okafor@acme-retail.example", "Rolled back payments-api to v2026", "P2"),
     "og1_05_updatepriority.json": ("priority_changed", "alice.nguyen@acme-retail.example", "Priority P2 → P1", "P1"),
-    "og1_06_addtags.json": (None, None, None, None),
+    "og1_06_addtags.json": ("tags_changed", "alice.nguyen@acme-retail.example", "Tags added: customer-impact", "P1"),
     "og1_07_close.json": ("resolved", "Alertmanager", "Closed by Alertmanager", "P1"),
 }
 
@@ -174,7 +174,7 @@ def test_sample(path: Path) -> None:
     assert event.incident_external_id == ALERT_ID
     snap = event.snapshot
     assert snap.title == raw["alert"]["message"]
-    assert snap.service == "payments-api"
+    assert snap.service is None and snap.entity == "payments-api"  # the mappings name the service
     assert snap.team == "Payments SRE"
     assert snap.priority == priority
     assert snap.url is None and snap.urgency is None
@@ -261,8 +261,8 @@ def test_updated_at_missing_falls_back_to_body_hash() -> None:
 def test_updated_at_garbage(value: object) -> None:
     with pytest.raises(PayloadError, match="updatedAt"):
         _parse(_body("Close", updatedAt=value))
-    ignored = _parse(_body("AddTags", updatedAt=value))  # unused actions must still be accepted
-    assert ignored.ignored and ignored.at is None and ":AddTags:sha256:" in ignored.event_id
+    ignored = _parse(_body("Snooze", updatedAt=value))  # unused actions must still be accepted
+    assert ignored.ignored and ignored.at is None and ":Snooze:sha256:" in ignored.event_id
 
 
 def test_missing_integration_id() -> None:
@@ -344,8 +344,6 @@ def test_add_team_is_not_the_owner_team() -> None:
     [
         "Snooze",
         "SnoozeEnded",
-        "AddTags",
-        "RemoveTags",
         "UpdateMessage",
         "UpdateDescription",
         "Delete",
@@ -370,11 +368,19 @@ def test_unicode_note_survives() -> None:
     assert parse(json.dumps(doc, ensure_ascii=False).encode("utf-16")).text == note  # json detects UTF-16
 
 
-def test_snapshot_service_and_dedup_key_choices() -> None:
-    assert _parse(_body(details={"service": "checkout"})).snapshot.service == "checkout"
-    assert _parse(_body(details={"other": 1})).snapshot.service == "db-1"
-    assert _parse(_body(details="not a map", entity="")).snapshot.service == "Alertmanager"
-    assert _parse(_body(entity="", source=None)).snapshot.service is None
+def test_snapshot_service_hints_and_dedup_key_choices() -> None:
+    """The parser reports where a service could come from; the mappings (services.yaml) choose. The alert's `source`
+    names the sender (Alertmanager, or an IP address), never the service."""
+    hinted = _parse(_body(details={"service": "checkout"})).snapshot
+    assert (hinted.service, hinted.details_service, hinted.entity, hinted.integration) == (
+        None,
+        "checkout",
+        "db-1",
+        "aftermath",
+    )
+    assert _parse(_body(details={"other": 1})).snapshot.details_service is None
+    bare = _parse(_body(details="not a map", entity="", source="10.1.2.3")).snapshot
+    assert (bare.service, bare.details_service, bare.entity) == (None, None, None)
     assert _parse(_body(alias="-")).snapshot.dedup_key is None
     assert _parse(_body(alias=ALERT_ID)).snapshot.dedup_key is None
     assert _parse(_body(alias=None)).snapshot.dedup_key is None
