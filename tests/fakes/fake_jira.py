@@ -112,6 +112,7 @@ class FakeJira:
         self._counters: dict[str, int] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._url = ""
         user_id = DEFAULT_ACCOUNT_ID if deployment == "Cloud" else "alice"
         self.add_project("OPS", assignable=(user_id,))
 
@@ -119,6 +120,8 @@ class FakeJira:
     def start(self) -> FakeJira:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.fake = self  # type: ignore[attr-defined]
+        # Kept after stop(): a request still being answered while the test shuts the fake down renders its URLs.
+        self._url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-jira", daemon=True)
         self._thread.start()
         return self
@@ -137,8 +140,8 @@ class FakeJira:
 
     @property
     def url(self) -> str:
-        assert self._server, "start() first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        assert self._url, "start() first"
+        return self._url
 
     # -- test helpers ----------------------------------------------------------------------------------------------
     def add_project(
