@@ -17,13 +17,28 @@ from app.installation import action_key, installation_id
 from app.jobs import JobKind
 from app.mappings import Mappings
 from app.postmortems import Postmortem, ensure_open, record_revision
-from app.vocabulary import CLOSED, ActionKind, ActionStatus, LedgerKind, LedgerSource, Priority, TrackerState
+from app.vocabulary import (
+    CLOSED,
+    ActionKind,
+    ActionStatus,
+    Control,
+    LedgerKind,
+    LedgerSource,
+    Priority,
+    TrackerState,
+)
 from connectors.targets import TARGET, Target, TrackerKind
 
-EDITABLE = ("title", "description", "kind", "owner", "due_date", "priority", "success_metric")
+EDITABLE = (
+    *("title", "description", "kind", "owner", "due_date", "priority", "success_metric"),
+    *("control", "counterfactual"),
+)
 # What the filed tracker issue shows of an action (its title, body, assignee, due date, priority, backlink): an edit to
 # one of these is pushed to the issue. `kind` is not shown there.
-ISSUE_FIELDS = ("title", "description", "owner", "due_date", "priority", "success_metric", "finding_ids")
+ISSUE_FIELDS = (
+    *("title", "description", "owner", "due_date", "priority", "success_metric", "finding_ids"),
+    *("control", "counterfactual"),
+)
 
 
 class Action(SQLModel, table=True):
@@ -31,7 +46,12 @@ class Action(SQLModel, table=True):
     # already in id order. With status alone it walked the whole table by primary key whenever few rows matched
     # (open and overdue: 53 ms over 100,000 actions when none was overdue, 14 ms with (status, id)).
     # owner= matches whatever the case (e-mail addresses are written both ways): owner_key is the owner in lower case.
-    __table_args__ = (Index("ix_action_status_id", "status", "id"), Index("ix_action_owner_key_id", "owner_key", "id"))
+    # (status, due_date) hands the escalation sweep the open, overdue actions alone, however many are done.
+    __table_args__ = (
+        Index("ix_action_status_id", "status", "id"),
+        Index("ix_action_owner_key_id", "owner_key", "id"),
+        Index("ix_action_status_due_date", "status", "due_date"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     postmortem_id: int = Field(foreign_key="postmortem.id", index=True)
@@ -43,6 +63,8 @@ class Action(SQLModel, table=True):
     due_date: date | None = Field(default=None, index=True)
     priority: Priority = Field(default=Priority.MEDIUM, sa_type=EnumText(Priority, 16))
     success_metric: str | None = Field(default=None, sa_column=Column(Text))
+    control: Control | None = Field(default=None, sa_type=EnumText(Control, 32))  # the preventive control it adds
+    counterfactual: str | None = Field(default=None, sa_column=Column(Text))  # how it would have changed the incident
     target: Target | None = Field(default=None, sa_column=Column(PydanticJSON(TARGET)))
     tracker_kind: TrackerKind | None = Field(default=None, sa_type=EnumText(TrackerKind, 16), index=True)
     tracker_key: str | None = Field(default=None, max_length=255, index=True)
@@ -60,6 +82,9 @@ class Action(SQLModel, table=True):
     filed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_reminded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The highest step of the escalation ladder taken for the current due date (0: the owner), and when.
+    escalation_level: int | None = None
+    escalated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -180,6 +205,9 @@ def update(
         if name != "finding_ids":
             setattr(action, name, change["to"])
     action.owner_key = owner_key(action.owner)
+    if "due_date" in changes:
+        # The ladder counts from the due date: a new one starts it again (the steps taken stay in the ledger).
+        action.escalation_level, action.escalated_at = None, None
     action.updated_at = utcnow()
     session.add(action)
     for name, kind in (("owner", LedgerKind.OWNER_CHANGED), ("due_date", LedgerKind.DUE_DATE_CHANGED)):
@@ -332,6 +360,7 @@ def list_page(
     today: date,
     after: int | None,
     limit: int,
+    escalated: bool | None = None,
 ) -> tuple[list[Action], str | None]:
     query = select(Action)
     if status:
@@ -349,6 +378,10 @@ def list_page(
     if finding_id is not None:
         linked = select(ActionFinding.action_id).where(ActionFinding.finding_id == finding_id)
         query = query.where(Action.id.in_(linked))  # type: ignore[union-attr]
+    if escalated is not None:
+        # Level 0 is the owner's own nudge at the due date; escalated means someone above was told.
+        above = Action.escalation_level >= 1  # type: ignore[operator]
+        query = query.where(above if escalated else (Action.escalation_level.is_(None) | ~above))  # type: ignore[union-attr]
     return page(session, query, Action.id, after, limit)
 
 

@@ -44,6 +44,8 @@ def build_draft(
         (Strong("Due:"), f" {action.due_date.isoformat() if action.due_date else 'no due date'}"),
         (Strong("Priority:"), f" {action.priority}"),
         (Strong("Success metric:"), f" {action.success_metric or 'not set'}"),
+        *([(Strong("Preventive control:"), f" {action.control.replace('_', ' ')}")] if action.control else []),
+        *([(Strong("Would have changed this incident:"), f" {what_if}")] if (what_if := action.counterfactual) else []),
         (Strong("Action:"), " ", Link(f"{page}#action-{action.id}", f"{page}#action-{action.id}")),
     ]
     body = Document.of(paragraph(action.description) if action.description else None, Bullets(tuple(facts)))

@@ -42,6 +42,8 @@ PARTS_SHOWING: dict[str, frozenset[str]] = {
     "due_date": frozenset({"body", "due_date"}),
     "priority": frozenset({"body", "priority"}),
     "success_metric": frozenset({"body"}),
+    "control": frozenset({"body"}),
+    "counterfactual": frozenset({"body"}),
     "finding_ids": frozenset({"body", "backlink"}),
 }
 

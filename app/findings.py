@@ -13,7 +13,9 @@ from app.errors import NotFound
 from app.postmortems import Postmortem, ensure_open, record_revision
 from app.vocabulary import FindingKind
 
-EDITABLE = ("kind", "statement", "evidence", "category", "whys")
+EDITABLE = ("kind", "statement", "evidence", "category", "whys", "accepted_risk")
+# What the tracker issues of the actions answering a finding show of it (see app/drafts.py).
+SHOWN_IN_ISSUES = frozenset({"kind", "statement"})
 
 
 class Finding(SQLModel, table=True):
@@ -24,6 +26,8 @@ class Finding(SQLModel, table=True):
     evidence: str | None = Field(default=None, sa_column=Column(Text))
     category: str | None = Field(default=None, max_length=128, index=True)
     whys: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # A decision instead of an action: why the risk is accepted, and who decided. It answers the finding.
+    accepted_risk: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -45,8 +49,8 @@ def get(session: Session, finding_id: int) -> Finding:
     return finding
 
 
-def update(session: Session, finding: Finding, fields: dict[str, Any], *, author: str) -> bool:
-    """Apply the changes; True when anything changed."""
+def update(session: Session, finding: Finding, fields: dict[str, Any], *, author: str) -> set[str]:
+    """Apply the changes; the names of the fields that changed."""
     postmortem = session.get(Postmortem, finding.postmortem_id)
     assert postmortem is not None
     ensure_open(postmortem)
@@ -62,7 +66,7 @@ def update(session: Session, finding: Finding, fields: dict[str, Any], *, author
         session.add(finding)
         record_revision(session, postmortem, author, {"finding_changed": {"id": finding.id, **changes}})
         session.flush()
-    return bool(changes)
+    return set(changes)
 
 
 def of_postmortem(session: Session, postmortem_id: int) -> list[Finding]:

@@ -36,6 +36,8 @@ class JobKind(StrEnum):
     FILE_ACTION = "file_action"
     UPDATE_ISSUE = "update_issue"
     COMMENT = "comment"
+    ESCALATE = "escalate"  # one step of the escalation ladder: its comment (app/escalation.py)
+    WONT_DO_REASON = "wont_do_reason"  # read why an issue was closed as won't do (app/tracking.py)
 
 
 class JobStatus(StrEnum):

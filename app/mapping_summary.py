@@ -51,6 +51,12 @@ def describe(mappings: Mappings, paths: dict[str, Path], shipped: Path) -> list[
     }
     lines.append(heading("services", "the service of an Opsgenie alert, from the first of these that names one"))
     lines.append("  " + "; then ".join(named[source] for source in rules.order))
+    escalation = mappings.escalation
+    lines.append(heading("escalation", "an overdue action climbs this ladder, one comment per step"))
+    lines += [f"  {step.after_days} days overdue → {step.to}" for step in escalation.ladder] or [
+        "  no steps: overdue actions get the reminder only"
+    ]
+    lines.append(f"  verify_after_days: {escalation.verify_after_days}")
     people = sorted(mappings.people)
     lines.append(heading("people", f"{len(people)} known: {', '.join(people)}" if people else "nobody is assigned"))
     return lines

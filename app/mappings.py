@@ -1,11 +1,13 @@
-"""Schema of the YAML mapping files (triggers, severity, trackers, statuses, people, services) and their loading.
+"""Schema of the YAML mapping files (triggers, severity, trackers, statuses, people, services, escalation) and
+their loading.
 
 The only app module that knows each tracker's own rules (its status categories, its user ids, its priority field):
-the rest of the app asks `Mappings.issue_fields` and `Mappings.status_of`.
+the rest of the app asks `Mappings.issue_fields`, `Mappings.handle` and `Mappings.status_of`.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from app import shipped
 from app.settings import SettingsError
-from app.vocabulary import ActionStatus, Priority, Severity
+from app.vocabulary import ActionStatus, EscalateTo, Priority, Severity
 from connectors.events import IncidentSnapshot
 from connectors.targets import GitHubTarget, JiraTarget, Target, TrackerKind
 from connectors.tracker import IssueState
@@ -133,10 +135,62 @@ class Statuses(_Strict):
     github: GitHubStatusMap = GitHubStatusMap()
 
 
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+
+
+def _email(value: str) -> str:
+    if not _EMAIL.fullmatch(value.strip()):
+        raise ValueError(f"{value!r} is not an e-mail address")
+    return value.strip().lower()
+
+
 class Person(_Strict):
+    name: str | None = None  # how comments name them where no tracker identity is known
     jira_account_id: str | None = None
     jira_name: str | None = None
     github_login: str | None = None
+    manager: str | None = None  # the manager's e-mail (a key of people.yaml, or not): escalation's second step
+
+    @field_validator("manager")
+    @classmethod
+    def _manager_email(cls, value: str | None) -> str | None:
+        return None if value is None else _email(value)
+
+
+class EscalationStep(_Strict):
+    after_days: int = Field(ge=0, le=3650)  # days after the action became overdue (the day after its due date)
+    to: EscalateTo | str  # or a fixed e-mail address
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _who(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if value.strip() in {t.value for t in EscalateTo}:
+            return EscalateTo(value.strip())
+        if not _EMAIL.fullmatch(value.strip()):
+            raise ValueError(f"{value!r} is neither one of {', '.join(EscalateTo)} nor an e-mail address")
+        return _email(value)
+
+
+class Escalation(_Strict):
+    """The ladder an overdue action climbs (one comment and one ledger entry per step), and when a done action's
+    verification falls due."""
+
+    ladder: list[EscalationStep] = [
+        EscalationStep(after_days=0, to=EscalateTo.OWNER),
+        EscalationStep(after_days=3, to=EscalateTo.MANAGER),
+        EscalationStep(after_days=7, to=EscalateTo.FACILITATOR),
+    ]
+    verify_after_days: int = Field(default=30, ge=1, le=3650)
+
+    @field_validator("ladder")
+    @classmethod
+    def _climbs(cls, value: list[EscalationStep]) -> list[EscalationStep]:
+        days = [step.after_days for step in value]
+        if any(later <= earlier for earlier, later in itertools.pairwise(days)):
+            raise ValueError(f"after_days must grow from one step to the next, not {days}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -204,16 +258,33 @@ class Mappings(_Strict):
     statuses: Statuses = Statuses()
     people: dict[str, Person] = {}
     services: Services = Services()
+    escalation: Escalation = Escalation()
 
     def person(self, email: str | None) -> Person | None:
-        return self.people.get(email.lower()) if email else None
+        return self.people.get(email.strip().lower()) if email else None
+
+    def name_of(self, email: str) -> str:
+        """How to name a person in text: their name from people.yaml, else what we were given (an e-mail)."""
+        person = self.person(email)
+        return person.name if person and person.name else email
+
+    def handle(self, target: Target, email: str | None) -> str | None:
+        """The person's identity on this target's tracker (to assign or mention them), where people.yaml has one."""
+        person = self.person(email)
+        if person is None:
+            return None
+        match target:
+            case JiraTarget():
+                return person.jira_account_id or person.jira_name
+            case GitHubTarget():
+                return person.github_login
 
     def issue_fields(self, target: Target, owner: str | None, priority: Priority) -> IssueFields:
-        person, trackers = self.person(owner), self.trackers
+        trackers = self.trackers
         match target:
             case JiraTarget():
                 return IssueFields(
-                    assignee=(person.jira_account_id or person.jira_name) if person else None,
+                    assignee=self.handle(target, owner),
                     priority=trackers.jira_priority.get(priority),
                     labels=tuple(trackers.labels),
                     extra_fields=dict(trackers.jira_fields),
@@ -221,7 +292,7 @@ class Mappings(_Strict):
             case GitHubTarget():
                 label = trackers.github_priority_labels.get(priority)
                 return IssueFields(
-                    assignee=person.github_login if person else None,
+                    assignee=self.handle(target, owner),
                     priority=None,  # GitHub issues have no priority field: it becomes a label
                     labels=(*trackers.labels, *([label] if label else [])),
                     extra_fields={},
@@ -234,7 +305,7 @@ class Mappings(_Strict):
         return rules.status_of(state)
 
 
-FILES = ("triggers", "severity", "trackers", "statuses", "people", "services")
+FILES = ("triggers", "severity", "trackers", "statuses", "people", "services", "escalation")
 # A mapping of people may be empty ({}: nobody is assigned); every other file with nothing in it was emptied by mistake.
 MAY_BE_EMPTY = ("people",)
 

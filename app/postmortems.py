@@ -6,12 +6,14 @@ import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, Session, SQLModel, select
 
-from app.db import EnumText, UTCDateTime, page, utcnow
+from app.db import EnumText, PydanticJSON, UTCDateTime, page, utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.incidents import Incident
+from app.participants import STORED, Participant
 from app.vocabulary import PostmortemStatus
 
 NEXT_STATUSES = {
@@ -21,7 +23,10 @@ NEXT_STATUSES = {
     PostmortemStatus.CLOSED: {PostmortemStatus.IN_REVIEW},  # reopened: a revision like any other change
 }
 UNPUBLISHED = (PostmortemStatus.DRAFT, PostmortemStatus.IN_REVIEW)
-EDITABLE = ("title", "status", "owner", "summary", "customer_impact", "impact_start", "impact_end", "review_due")
+EDITABLE = (
+    *("title", "status", "owner", "summary", "customer_impact", "impact_start", "impact_end", "review_due"),
+    "participants",
+)
 
 
 class Postmortem(SQLModel, table=True):
@@ -40,6 +45,9 @@ class Postmortem(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     published_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    participants: list[Participant] = Field(
+        default_factory=list, sa_column=Column(PydanticJSON(STORED), nullable=False)
+    )
 
 
 class PostmortemRevision(SQLModel, table=True):
@@ -57,6 +65,10 @@ class PostmortemRevision(SQLModel, table=True):
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime) and value.tzinfo is not None:
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")  # as the API writes every other time
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
     return value.isoformat() if isinstance(value, date | datetime) else value
 
 

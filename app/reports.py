@@ -16,7 +16,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markdown_it import MarkdownIt
 from sqlmodel import Session
 
-from app import actions, findings, incidents, postmortems
+from app import actions, findings, incidents, postmortems, review
 from app.actions import Action
 from app.findings import Finding
 from app.incidents import Incident, TimelineEntry
@@ -100,6 +100,14 @@ class ReportData:
     actions: list[ActionView]
 
     @property
+    def completeness(self) -> review.Completeness:
+        """What the minimum viable report still lacks: the same answer as the API's and the page's."""
+        answers = {a.action.id or 0: a.finding_ids for a in self.actions}
+        return review.assess(
+            self.postmortem, [f.finding for f in self.findings], [a.action for a in self.actions], answers
+        )
+
+    @property
     def started(self) -> datetime | None:
         times = [v.incident.triggered_at for v in self.incidents if v.incident.triggered_at]
         return min(times) if times else None
@@ -162,7 +170,12 @@ class ReportData:
 
     @property
     def unaddressed_findings(self) -> list[FindingView]:
-        return [f for f in self.findings if not f.addressed]
+        """Findings with no completed action and no accepted risk: the risk nobody has dealt with yet."""
+        return [f for f in self.findings if not f.addressed and not f.finding.accepted_risk]
+
+    @property
+    def accepted_risks(self) -> list[FindingView]:
+        return [f for f in self.findings if f.finding.accepted_risk and not f.addressed]
 
     @property
     def detection_gaps(self) -> list[FindingView]:

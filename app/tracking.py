@@ -1,4 +1,5 @@
-"""Status back from the trackers: normalize by category, and write one ledger entry per real change."""
+"""Status back from the trackers: normalize by category, write one ledger entry per real change, and read why an issue
+was closed as won't do (its resolution and the latest comment) into the action's reason."""
 
 from __future__ import annotations
 
@@ -8,17 +9,20 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Field, Session, SQLModel, select
 
-from app import ledger, telemetry
+from app import actions, jobs, ledger, telemetry
 from app.actions import Action
 from app.context import Context
 from app.db import UTCDateTime, utcnow
+from app.jobs import Done, Job, JobKind, Outcome
 from app.logs import bound
 from app.mappings import Mappings
-from app.vocabulary import CLOSED, LedgerKind, LedgerSource, TrackerState
-from connectors.tracker import IssueState, PollResult, RetryLater, TrackerError
+from app.vocabulary import CLOSED, ActionStatus, LedgerKind, LedgerSource, TrackerState
+from connectors.tracker import Comment, IssueState, PermanentError, PollResult, RetryLater, TrackerError
 
 log = logging.getLogger(__name__)
 RECENTLY_CLOSED = timedelta(days=30)  # closed issues stay polled this long, so a reopen is still seen
+REASON_MAX = 2000  # characters of the closing comment kept as the reason
+TRACKER_AUTHOR = "tracker"  # the author of a revision made from what the tracker said
 AUDIT_EVERY = 6  # polls between audits: a deletion is noticed within six poll intervals
 
 
@@ -79,6 +83,10 @@ def apply_state(
             action.closed_at = at or utcnow()
         elif new_status not in CLOSED:
             action.closed_at = None
+        if new_status == ActionStatus.WONT_DO and action.status != ActionStatus.WONT_DO and not action.wont_do_reason:
+            # Reading the closing comment is a tracker request: a job does it, outside this transaction.
+            reason = {"resolution": state.resolution, "status": state.raw_status}
+            jobs.enqueue(session, JobKind.WONT_DO_REASON, action_id=action.id, payload=reason)
         action.status, changed = new_status, True
     if state.raw_status != action.tracker_status:
         action.tracker_status, changed = state.raw_status, True
@@ -165,3 +173,36 @@ def _poll_all(context: Context, audit: bool) -> int:
                 row.cursor, row.updated_at = result.cursor, utcnow()
                 session.add(row)
     return changed
+
+
+def closing_reason(resolution: str | None, status: str | None, comment: Comment | None) -> str:
+    """Why the tracker says an issue will not be done: its resolution (Jira) or state reason (GitHub), with the latest
+    comment someone wrote there."""
+    said = (resolution or status or "closed as won't do").replace("_", " ")
+    if comment is None or not comment.text.strip():
+        return f"{said} (closed in the tracker, no comment)"
+    by = f" ({comment.author})" if comment.author else ""
+    return f"{said}: {comment.text.strip()}"[:REASON_MAX] + by
+
+
+@jobs.handler(JobKind.WONT_DO_REASON)
+def read_wont_do_reason(context: Context, job: Job) -> Outcome:
+    """Take the reason from the tracker, unless someone gave one meanwhile or the action is no longer won't do."""
+    assert job.action_id is not None
+    with context.read() as session:
+        action = session.get(Action, job.action_id)
+    if action is None or action.status != ActionStatus.WONT_DO or action.wont_do_reason or not action.tracker_key:
+        return Done()
+    tracker = context.tracker(action.tracker_kind) if action.tracker_kind else None
+    if tracker is None:
+        raise PermanentError(f"{action.tracker_kind} is not configured: set its AFTERMATH_* connection settings")
+    comment = tracker.latest_comment(action.tracker_key)
+    payload = job.payload
+    reason = closing_reason(payload.get("resolution"), payload.get("status"), comment)
+    return Done(lambda session, _job: _record_reason(session, job.action_id or 0, reason))
+
+
+def _record_reason(session: Session, action_id: int, reason: str) -> None:
+    action = session.get(Action, action_id)
+    if action is not None and action.status == ActionStatus.WONT_DO and not action.wont_do_reason:
+        actions.explain_wont_do(session, action, reason, author=TRACKER_AUTHOR)

@@ -39,12 +39,58 @@ class FindingKind(StrEnum):
     ARCHITECTURE_FLAW = "architecture_flaw"
 
 
+class ParticipantRole(StrEnum):
+    """What a person does in a postmortem's review."""
+
+    FACILITATOR = "facilitator"  # convenes the review; one at most
+    AUTHOR = "author"
+    REVIEWER = "reviewer"
+    STAKEHOLDER = "stakeholder"
+
+
+class EscalateTo(StrEnum):
+    """Who a step of the escalation ladder tells (mappings/escalation.yaml), besides a fixed e-mail address."""
+
+    OWNER = "owner"  # the action's owner
+    MANAGER = "manager"  # the owner's manager (people.yaml)
+    FACILITATOR = "facilitator"  # the postmortem's participant with role facilitator
+    POSTMORTEM_OWNER = "postmortem_owner"
+
+
+class MissingCode(StrEnum):
+    """What a minimum viable report still lacks (GET /api/v1/postmortems/{id}/completeness), in checklist order."""
+
+    SUMMARY = "summary"
+    IMPACT = "impact"
+    FACILITATOR = "facilitator"
+    REVIEWER = "reviewer"
+    CAUSE = "cause"
+    FINDING_UNANSWERED = "finding_unanswered"
+    ACTION_INCOMPLETE = "action_incomplete"
+    WONT_DO_UNEXPLAINED = "wont_do_unexplained"
+
+
 class ActionKind(StrEnum):
     TECHNICAL = "technical"
     PROCESS = "process"
     ORGANIZATIONAL = "organizational"
     MONITORING = "monitoring"
     TEST = "test"
+
+
+class Control(StrEnum):
+    """The preventive control an action adds."""
+
+    TEST = "test"
+    FEATURE_FLAG = "feature_flag"
+    MONITORING = "monitoring"
+    ALERTING = "alerting"
+    ROLLBACK = "rollback"
+    RUNBOOK = "runbook"
+    TRAINING = "training"
+    ARCHITECTURE = "architecture"
+    PROCESS = "process"
+    OTHER = "other"
 
 
 class Priority(StrEnum):
@@ -83,6 +129,7 @@ class LedgerKind(StrEnum):
     OWNER_CHANGED = "owner_changed"
     DUE_DATE_CHANGED = "due_date_changed"
     REMINDED = "reminded"
+    ESCALATED = "escalated"  # one step of the escalation ladder: details carry `level` and `to`
     RECURRED = "recurred"
     TRACKER_MISSING = "tracker_missing"
     TRACKER_MOVED = "tracker_moved"

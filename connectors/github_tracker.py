@@ -24,6 +24,7 @@ from connectors.markup import Document, to_markdown
 from connectors.targets import GitHubTarget, Target, TrackerKind
 from connectors.tracker import (
     ISSUE_PARTS,
+    Comment,
     FieldsRefused,
     IssueDraft,
     IssueRef,
@@ -53,6 +54,7 @@ _OPTIONAL_PARTS = {"assignees": "assignee", "assignee": "assignee", "labels": "l
 # 500 s instead of 400 s (floor 375 s). The pacing is per process: k workers sharing one token need >= 0.75*k s each.
 WRITE_INTERVAL = 0.8
 GRAPHQL_NODES = 100  # GitHub refuses more ids in one nodes() query
+COMMENT_PAGES = 3  # pages of 100 comments read back from the newest, past Aftermath's own
 NODES_QUERY = """query($ids: [ID!]!) {
   nodes(ids: $ids) { ... on Issue { number state stateReason updatedAt repository { nameWithOwner } } }
 }"""
@@ -296,6 +298,22 @@ class GitHubTracker:
             raise _status_error(exc.status, exc.headers, exc.data, f"issue {key}", write=True) from exc
         except requests.RequestException as exc:
             raise _transport_error(exc, f"commenting on {key}", write=True) from exc
+
+    def latest_comment(self, key: str) -> Comment | None:
+        """One GET of the issue (who filed it: Aftermath's account; how many comments it has), then its comments from
+        the last page back: the listing is oldest first, and has no sort order to ask for."""
+        repo, number = _split_key(key)
+        _, _, issue = self._get(f"/repos/{repo}/issues/{number}", {}, f"issue {key}")
+        filer = str((issue.get("user") or {}).get("login") or "").lower()
+        last_page = -(-int(issue.get("comments") or 0) // PAGE)
+        for page in range(last_page, max(0, last_page - COMMENT_PAGES), -1):
+            params = {"per_page": str(PAGE), "page": str(page)}
+            _, _, items = self._get(f"/repos/{repo}/issues/{number}/comments", params, f"the comments of {key}")
+            for item in reversed(items if isinstance(items, list) else []):
+                login = str((item.get("user") or {}).get("login") or "")
+                if login.lower() != filer:
+                    return Comment(login or None, str(item.get("body") or ""), _parse_time(item.get("created_at")))
+        return None
 
     def check_issue(self, key: str) -> IssueState | None:
         """One issue's state, for the rare 'is it still there?' check: None if deleted (410); `moved_to` is set

@@ -25,6 +25,7 @@ from connectors.markup import Document, to_jira_wiki
 from connectors.targets import JiraTarget, Target, TrackerKind
 from connectors.tracker import (
     ISSUE_PARTS,
+    Comment,
     FieldsRefused,
     IssueDraft,
     IssueRef,
@@ -45,6 +46,7 @@ LOG = logging.getLogger(__name__)
 REST_API_VERSION = "2"
 POLL_BATCH = 100  # search/jql returns at most 100 issues per page once fields other than id/key are asked for
 POLL_FIELDS = ("status", "resolution", "updated", "assignee", "duedate")
+RECENT_COMMENTS = 50  # newest first: enough to look past Aftermath's own reminders and escalations
 SUMMARY_MAX = 255
 LABEL_MAX = 255
 DESCRIPTION_MAX = 32_000  # Jira's text fields hold 32 767 chars; leave room for the marker line
@@ -201,6 +203,23 @@ class JiraTracker:
         body = to_jira_wiki(text, cloud=jira.deploymentType == "Cloud")[:DESCRIPTION_MAX]
         with _translated(f"comment on {key}"):
             jira.add_comment(key, body)  # v2: the body is a wiki-markup string
+
+    def latest_comment(self, key: str) -> Comment | None:
+        """Two GETs: the issue's creator (the account that filed it: Aftermath's), then its newest comments."""
+        if not _KEY_RE.match(key):  # it goes into the URL path
+            raise PermanentError(f"not a Jira issue key: {key!r}")
+        jira = self._client()
+        with _translated(f"read {key}"):
+            creator = _person_id(((jira.issue(key, fields="creator").raw or {}).get("fields") or {}).get("creator"))
+        with _translated(f"read the comments of {key}"):
+            newest = jira.comments(key, max_results=RECENT_COMMENTS, order_by="-created")
+        for raw in (c.raw or {} for c in newest):
+            author = raw.get("author") or {}
+            if creator is not None and _person_id(author) == creator:
+                continue
+            name = author.get("displayName") or _person_id(author)
+            return Comment(author=name, text=str(raw.get("body") or ""), created_at=_parse_time(raw.get("created")))
+        return None
 
     # -- backlinks ------------------------------------------------------------------------------------------------
     def _link_back(self, key: str, draft: IssueDraft, *, prune: bool) -> None:
@@ -421,6 +440,13 @@ def _state(asked: str, issue: dict[str, Any]) -> IssueState:
         due_date=_parse_date(f.get("duedate")),
         moved_to=key if key.upper() != asked.upper() else None,
     )
+
+
+def _person_id(user: Any) -> str | None:
+    """A user's id: accountId on Cloud, the user name on Server/DC."""
+    if not isinstance(user, dict):
+        return None
+    return user.get("accountId") or user.get("name") or None
 
 
 def _parse_date(value: Any) -> date | None:

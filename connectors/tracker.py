@@ -141,6 +141,15 @@ class IssueState:
 
 
 @dataclass(frozen=True)
+class Comment:
+    """A comment on an issue, as the tracker keeps it."""
+
+    author: str | None  # display name or login
+    text: str  # in the tracker's own markup
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
 class PollResult:
     states: dict[str, IssueState]
     cursor: str | None = None  # opaque; stored by the caller per target and passed back next time
@@ -185,3 +194,7 @@ class Tracker(Protocol):
 
     def add_comment(self, key: str, text: Document) -> None:
         """Comment on an issue (reminders, recurrence), in the tracker's own markup."""
+
+    def latest_comment(self, key: str) -> Comment | None:
+        """The newest comment on the issue by someone other than the account that filed it (Aftermath's own reminders
+        and escalations say nothing about why the issue was closed), or None when there is none."""

@@ -26,6 +26,7 @@ def _routes(client: TestClient) -> list[tuple[str, str]]:
 def test_the_route_table_is_covered(client: TestClient) -> None:
     routes = _routes(client)
     assert ("GET", "/api/v1/actions") in routes and ("PATCH", "/api/v1/postmortems/1") in routes
+    assert ("GET", "/api/v1/postmortems/1/completeness") in routes
     assert len(routes) >= 14
 
 

@@ -109,6 +109,11 @@ def test_init_writes_a_copy_that_is_then_used_and_kept(tmp_path: Path) -> None:
     assert checked.returncode == 0 and f"{tmp_path / 'mappings'}: ok\n" in checked.stdout, checked.stdout
     assert f"triggers.yaml ({Path('mappings') / 'triggers.yaml'})" in checked.stdout
     assert "review due 3 days later" in checked.stdout and "no rules" in checked.stdout
+    # The shipped ladder, read as the sweep applies it.
+    assert "3 days overdue → manager\n" in checked.stdout and "7 days overdue → facilitator\n" in checked.stdout
+    (tmp_path / "mappings" / "escalation.yaml").write_text("ladder: [{after_days: 2, to: lead@example.com}]\n")
+    edited = _run(tmp_path, "check-mappings").stdout
+    assert "2 days overdue → lead@example.com\n" in edited and "manager" not in edited.split("escalation.yaml")[1]
 
 
 def test_a_wrong_folder_names_the_path_tried_and_the_fix(tmp_path: Path) -> None:

@@ -257,11 +257,11 @@ def test_jira_issues_and_comments_read_cleanly_in_wiki_markup(
     action = new_action(api, description=TRICKY, title="Pool *size* [x]", due_date="2020-01-01")
     Worker(wired).run_once()
     assert _action(api, action["id"])["tracker_key"] == "OPS-1"
-    Worker(wired).run_once()  # the reminder the sweep queued for the overdue action
+    Worker(wired).run_once()  # the escalation the sweep queued for the overdue action (it stands in for a reminder)
     description, comments = fake_jira.rendered("OPS-1")
     for html in (description, *comments):
         assert "**" not in html and "](" not in html, html  # nothing of Markdown
-    assert "<b>Owner:</b>" in description and "<b>Reminder:</b>" in comments[0]
+    assert "<b>Owner:</b>" in description and "<b>Escalation, level 2 of 2:</b>" in comments[0]
     assert '<a href="http://aftermath.test/postmortems/1">PM-1 Checkout API down</a>' in description
     assert "{code}max_conn{code} to [200|300] *now*; &lt;!-- not a comment --&gt; ping @acme/sre # h1. x" in description
     assert "<pre>" not in description and "<b>now" not in description

@@ -430,3 +430,25 @@ def test_a_label_over_githubs_fifty_characters_is_cut_to_fit(fake: FakeGitHub, t
     ref = tracker.create_issue(TARGET, draft(labels=("team/" + "x" * 60,)))
     [label] = fake.issue(REPO, int(ref.key.split("#")[1])).labels
     assert len(label) == 50  # the fake refuses longer ones with 422, as GitHub does
+
+
+def test_latest_comment_skips_the_filers_own_and_reads_from_the_last_page(
+    fake: FakeGitHub, tracker: GitHubTracker
+) -> None:
+    ref = tracker.create_issue(TARGET, draft())
+    assert tracker.latest_comment(ref.key) is None
+    fake.add_comment(REPO, 1, "Not worth it: the service is being retired in May.", user="alice")
+    for n in range(120):  # Aftermath's own reminders, past the first page
+        fake.add_comment(REPO, 1, f"Reminder {n}", user="aftermath-bot")
+    before = fake.count("GET", "/comments")
+    comment = tracker.latest_comment(ref.key)
+    assert comment is not None and comment.author == "alice"
+    assert comment.text == "Not worth it: the service is being retired in May."
+    assert fake.count("GET", "/comments") - before == 2  # the last page (2), then the one before
+    pages = [r.query for r in fake.requests if r.path.endswith("/comments") and r.method == "GET"][-2:]
+    assert [p["page"] for p in pages] == ["2", "1"] and {p["per_page"] for p in pages} == {"100"}
+    fake.add_comment(REPO, 1, "Closing as not planned.", user="bob")
+    newest = tracker.latest_comment(ref.key)
+    assert newest is not None and (newest.author, newest.text) == ("bob", "Closing as not planned.")
+    with pytest.raises(PermanentError):
+        tracker.latest_comment("acme/ops#99")

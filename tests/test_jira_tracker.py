@@ -420,3 +420,38 @@ def test_find_ignores_an_issue_older_than_the_first_attempt(fake: FakeJira, trac
     later = datetime.now(UTC) + timedelta(minutes=5)
     assert tracker.find_issue(TARGET, "aftermath-action-42") == old
     assert tracker.find_issue(TARGET, "aftermath-action-42", created_after=later) is None
+
+
+def test_latest_comment_is_the_newest_by_someone_else(fake: FakeJira, tracker: JiraTracker) -> None:
+    key = fake.add_issue()
+    assert tracker.latest_comment(key) is None  # no comment at all
+    fake.add_comment(key, "First thoughts")
+    fake.add_comment(key, "We replaced the pool with pgbouncer; this is moot.")
+    tracker.add_comment(key, text("Reminder: due tomorrow"))  # Aftermath's own: no answer to "why"
+    comment = tracker.latest_comment(key)
+    assert comment is not None and comment.text == "We replaced the pool with pgbouncer; this is moot."
+    assert comment.author == DEFAULT_ACCOUNT_ID.title() and comment.created_at is not None  # the fake's display name
+    comments = [r for r in fake.requests if r.path == f"/rest/api/2/issue/{key}/comment" and r.method == "GET"]
+    assert comments[-1].query == {"maxResults": ["50"], "orderBy": ["-created"]}
+    with pytest.raises(PermanentError):
+        tracker.latest_comment("OPS-999")
+    with pytest.raises(PermanentError):
+        tracker.latest_comment("not a key")
+
+
+def test_latest_comment_on_server_dc_names_users_by_name(server_dc: FakeJira) -> None:
+    tracker = JiraTracker(server_dc.url, None, "dc-pat", timeout=5)
+    key = server_dc.add_issue()
+    server_dc.add_comment(key, "Declined by the platform team", author="bob")
+    tracker.add_comment(key, text("Escalation"))
+    comment = tracker.latest_comment(key)
+    assert comment is not None and (comment.author, comment.text) == ("Bob", "Declined by the platform team")
+
+
+def test_fake_jira_refuses_comment_orders_it_does_not_know(fake: FakeJira) -> None:
+    key = fake.add_issue()
+    auth = (fake.user, fake.token)
+    url = f"{fake.url}/rest/api/2/issue/{key}/comment"
+    assert httpx.get(url, params={"orderBy": "updated"}, auth=auth).status_code == 400
+    assert httpx.get(url, params={"maxResults": "many"}, auth=auth).status_code == 400
+    assert httpx.get(url, auth=auth).json() == {"startAt": 0, "maxResults": 5000, "total": 0, "comments": []}

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import update
@@ -17,7 +18,7 @@ from app.db import utcnow
 from app.worker import Worker
 from tests.fakes.fake_jira import FakeJira
 from tests.helpers import READ, pd_event, post_pd
-from tests.tracker_fixtures import api, fake_jira, new_action, tracker_mappings, wired
+from tests.tracker_fixtures import api, fake_jira, new_action, set_ladder, tracker_mappings, wired
 
 __all__ = ["api", "fake_jira", "tracker_mappings", "wired"]
 
@@ -94,7 +95,10 @@ def test_github_webhook_signature_and_ignored_events(api: TestClient) -> None:
     assert bad.status_code == 401
 
 
-def test_overdue_action_is_reminded_once_per_interval(api: TestClient, wired: Context, fake_jira: FakeJira) -> None:
+def test_overdue_action_is_reminded_once_per_interval(
+    api: TestClient, wired: Context, fake_jira: FakeJira, tracker_mappings: Path
+) -> None:
+    set_ladder(wired, tracker_mappings, [])  # reminders alone: no escalation comment in between
     action = new_action(api, due_date=(utcnow() - timedelta(days=3)).date().isoformat())
     worker = Worker(wired)
     worker.run_once()  # files it, and the first reminder sweep queues a reminder

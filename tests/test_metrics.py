@@ -14,7 +14,18 @@ from app.api.main import create_app
 from app.context import Context, build_context
 from app.metrics import quantile
 from tests.conftest import make_settings
-from tests.helpers import PAYLOADS, READ, WRITE, add_finding, make_postmortem, payload, pd_event, post_og, post_pd
+from tests.helpers import (
+    PAYLOADS,
+    READ,
+    WRITE,
+    add_finding,
+    complete_review,
+    make_postmortem,
+    payload,
+    pd_event,
+    post_og,
+    post_pd,
+)
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 TODAY = datetime.now(UTC).date()
@@ -266,6 +277,7 @@ def test_mttd_and_postmortems_published_on_time(client: TestClient) -> None:
     _patch(client, pms[1]["id"], impact_start=_at(-120), review_due=YESTERDAY)
     _patch(client, pms[2]["id"], impact_start=_at(60), review_due=YESTERDAY)  # alert before impact: detected at 0
     for pm in pms[:2]:
+        complete_review(client, pm["id"])  # a postmortem is published only once nothing is missing
         _patch(client, pm["id"], status="in_review")
         _patch(client, pm["id"], status="published")
     body = _summary(client)

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.helpers import READ, WRITE, add_finding, pd_event, post_og, post_pd
+from tests.helpers import READ, WRITE, add_finding, complete_review, pd_event, post_og, post_pd
 
 
 def _pd_incident(client: TestClient, key: str, **kw: Any) -> dict[str, Any]:
@@ -45,8 +45,15 @@ def test_a_closed_postmortem_refuses_edits_until_reopened(client: TestClient) ->
     incident = _pd_incident(client, "Q1")
     pm = client.post(f"/api/v1/incidents/{incident['id']}/postmortem", headers=WRITE).json()
     finding = add_finding(client, pm["id"])
-    action_body = {"title": "Bigger pool", "finding_ids": [finding["id"]]}
+    action_body = {
+        "title": "Bigger pool",
+        "finding_ids": [finding["id"]],
+        "owner": "alice@example.com",
+        "due_date": "2030-01-31",
+        "success_metric": "no pool exhaustion for 30 days",
+    }
     action = client.post(f"/api/v1/postmortems/{pm['id']}/actions", json=action_body, headers=WRITE).json()
+    complete_review(client, pm["id"])
     for status in ("in_review", "published", "closed"):
         assert _patch(client, pm["id"], status=status).status_code == 200, status
     closed_at = client.get(f"/api/v1/postmortems/{pm['id']}", headers=READ).json()["version"]
@@ -66,7 +73,7 @@ def test_a_closed_postmortem_refuses_edits_until_reopened(client: TestClient) ->
     assert [r.status_code for r in refused] == [409] * len(refused), [r.text for r in refused]
     assert "closed" in refused[0].json()["detail"] and "in_review" in refused[0].json()["detail"]
     after = client.get(f"/api/v1/postmortems/{pm['id']}", headers=READ).json()
-    assert after["version"] == closed_at and after["summary"] is None and len(after["findings"]) == 1
+    assert after["version"] == closed_at and after["summary"] != "late thought" and len(after["findings"]) == 1
     assert after["actions"][0]["title"] == "Bigger pool" and after["findings"][0]["statement"] != "changed"
     # A PATCH that changes nothing changes nothing, closed or not.
     assert _patch(client, pm["id"], status="closed").status_code == 200

@@ -59,6 +59,11 @@ def build_fixed_postmortem(client: TestClient, context: Context) -> int:
         "impact_start": "2026-03-14T09:05:00Z",
         "impact_end": "2026-03-14T10:40:00Z",
         "review_due": "2026-03-21",
+        "participants": [
+            {"who": "dana@example.com", "role": "facilitator", "function": "operations"},
+            {"who": "alice@example.com", "role": "author", "function": "engineering"},
+            {"who": "erin@example.com", "role": "reviewer", "function": "support"},
+        ],
     }
     assert client.patch(f"/api/v1/postmortems/{pm_id}", json=patch, headers=WRITE).status_code == 200
     findings = f"/api/v1/postmortems/{pm_id}/findings"
@@ -94,7 +99,15 @@ def build_fixed_postmortem(client: TestClient, context: Context) -> int:
             "category": "monitoring",
         },
     )
-    slow = _post(client, findings, {"kind": "response_gap", "statement": "The rollback runbook was out of date."})
+    slow = _post(
+        client,
+        findings,
+        {
+            "kind": "response_gap",
+            "statement": "The rollback runbook was out of date.",
+            "accepted_risk": "Rollbacks are rehearsed every quarter; Dana (SRE lead) accepts the gap until then.",
+        },
+    )
     actions = f"/api/v1/postmortems/{pm_id}/actions"
     specs = [
         ("Restore pool size to 50 and pin it", "technical", [root["id"]], "2026-03-28", "high", "done"),
@@ -118,6 +131,9 @@ def build_fixed_postmortem(client: TestClient, context: Context) -> int:
             body["description"] = (
                 "Set max_size: 50 in config/payments.yaml.\nAdd a startup check that logs the pool size."
             )
+            body |= {"control": "test", "counterfactual": "A config test would have failed release 2026.03.13-1."}
+        if kind == "monitoring":
+            body |= {"control": "alerting", "counterfactual": "Paged at 09:04, eight minutes before the p99 alert."}
         created.append(_post(client, actions, body))
     # The tracker loop lives elsewhere: give the actions their filed state directly.
     with context.write() as session:
@@ -132,6 +148,8 @@ def build_fixed_postmortem(client: TestClient, context: Context) -> int:
                 action.filed_at = datetime(2026, 3, 15, 8, 0, n - 100, tzinfo=UTC)
             if status in ("done", "wont_do"):
                 action.closed_at = datetime(2026, 3, 20, 16, 30, tzinfo=UTC)
+            if body["due_date"] == "2026-03-21":  # overdue: its escalation reached the owner's manager
+                action.escalation_level, action.escalated_at = 1, datetime(2026, 3, 25, 0, 1, tzinfo=UTC)
             session.add(action)
     return pm_id
 

@@ -188,3 +188,38 @@ def test_a_transient_failure_is_retried_with_backoff(api: TestClient, wired: Con
     Worker(wired).run_once()
     assert fake_jira.issues[key].fields["duedate"] == "2030-04-01"
     assert [(j.status, j.attempts) for j in _update_jobs(wired, action["id"])] == [("done", 2)]
+
+
+def test_control_and_counterfactual_are_in_the_issue_and_follow_edits(
+    api: TestClient, gh_wired: Context, fake_github: FakeGitHub, fake_jira: FakeJira
+) -> None:
+    what_if = "The pool alert would have paged at 09:04, before customers noticed."
+    jira = _filed(api, gh_wired, control="alerting", counterfactual=what_if)
+    description = fake_jira.issues[jira["tracker_key"]].fields["description"]
+    assert (
+        "*Preventive control:* alerting" in description
+        and f"*Would have changed this incident:* {what_if}" in description
+    )
+    github = _filed(api, gh_wired, incident_key="QT2", tracker=REPO, control="feature_flag")
+    body = fake_github.issue("acme/payments", 1).body
+    assert "**Preventive control:** feature flag" in body and "Would have changed" not in body
+    _patch(api, github["id"], control="rollback", counterfactual="Rolled back in one click.")
+    [job] = _update_jobs(gh_wired, github["id"])
+    assert job.payload == {"fields": ["control", "counterfactual"]}
+    Worker(gh_wired).run_once()
+    body = fake_github.issue("acme/payments", 1).body
+    assert "**Preventive control:** rollback" in body and "**Would have changed this incident:** Rolled back" in body
+
+
+def test_a_finding_edit_reaches_the_issues_only_when_they_show_it(
+    api: TestClient, wired: Context, fake_jira: FakeJira
+) -> None:
+    action = _filed(api, wired)
+    finding = f"/api/v1/findings/{action['finding_ids'][0]}"
+    risk = {"accepted_risk": "Also accepted: logs past 30 days are not needed (Dana)"}
+    assert api.patch(finding, json=risk, headers=WRITE).status_code == 200
+    assert _update_jobs(wired, action["id"]) == []  # the issue does not show the accepted risk
+    assert api.patch(finding, json={"statement": "Disk filled: logs never rotated"}, headers=WRITE).status_code == 200
+    assert [j.payload for j in _update_jobs(wired, action["id"])] == [{"fields": ["finding_ids"]}]
+    Worker(wired).run_once()
+    assert "Disk filled: logs never rotated" in fake_jira.issues[action["tracker_key"]].fields["description"]

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from app.api.main import create_app
 from app.context import Context, build_context
+from app.mappings import load_mappings
 from connectors.github_tracker import GitHubTracker
 from tests.conftest import ROOT, make_settings
 from tests.fakes.fake_github import FakeGitHub
@@ -55,6 +56,12 @@ def wired(database_url: str, fake_jira: FakeJira, tracker_mappings: Path) -> Ite
 def api(wired: Context) -> Iterator[TestClient]:
     with TestClient(create_app(wired, embedded_worker=False)) as client:
         yield client
+
+
+def set_ladder(context: Context, folder: Path, ladder: list[dict[str, Any]]) -> None:
+    """Replace the escalation ladder of the mappings in `folder` (an empty one turns escalation off) and reload."""
+    (folder / "escalation.yaml").write_text(yaml.safe_dump({"ladder": ladder}))
+    context.mappings = load_mappings(folder)
 
 
 def new_action(client: TestClient, incident_key: str = "QT1", **fields: Any) -> dict[str, Any]:

@@ -24,7 +24,8 @@ NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"description": "unknown i
 def update_finding(body: FindingPatch, context: ContextDep, who: Writer, finding_id: Id) -> FindingOut:
     with context.write() as session:
         finding = findings.get(session, finding_id)
-        if findings.update(session, finding, body.model_dump(exclude_unset=True), author=who.name):
+        changed = findings.update(session, finding, body.model_dump(exclude_unset=True), author=who.name)
+        if changed & findings.SHOWN_IN_ISSUES:
             actions.follow_finding(session, finding_id)
         return FindingOut.model_validate(finding.model_dump())
 
@@ -39,6 +40,9 @@ def list_actions(
     postmortem_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     tracker: Annotated[TrackerKind | None, Query(description="the kind of tracker the action is filed in")] = None,
     finding_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    escalated: Annotated[
+        bool | None, Query(description="true: actions whose escalation reached level 1 or above (past the owner)")
+    ] = None,
     cursor: Cursor = None,
     limit: Limit = 100,
 ) -> Page[ActionOut]:
@@ -52,6 +56,7 @@ def list_actions(
             postmortem_id=postmortem_id,
             tracker=tracker,
             finding_id=finding_id,
+            escalated=escalated,
             today=today,
             after=after_id(cursor),
             limit=limit,

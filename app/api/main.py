@@ -24,6 +24,7 @@ from app.api import (
     pages,
     postmortems,
     reports,
+    review,
     webhooks,
 )
 from app.api.limits import BodyLimit
@@ -88,7 +89,19 @@ def create_app(context: Context, *, embedded_worker: bool | None = None) -> Fast
     )
     patch_fastapi(app, docs_url="/docs", redirect_from_root_to_docs=False)
     app.state.context = context
-    for router in (webhooks, incidents, postmortems, reports, actions, ledger, dead_letters, metrics, health, pages):
+    for router in (
+        webhooks,
+        incidents,
+        postmortems,
+        review,
+        reports,
+        actions,
+        ledger,
+        dead_letters,
+        metrics,
+        health,
+        pages,
+    ):
         app.include_router(router.router)
     app.add_middleware(BodyLimit)
     app.add_middleware(RequestIds)  # added last, so it runs first: even a refused body's answer carries the id
@@ -96,7 +109,7 @@ def create_app(context: Context, *, embedded_worker: bool | None = None) -> Fast
 
     @app.exception_handler(DomainError)
     async def domain_error(_request: Request, exc: DomainError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        return JSONResponse({**exc.extra, "detail": exc.detail}, status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from app import actions, findings, incidents, postmortems, recurrence
+from app import actions, findings, incidents, postmortems, recurrence, review
 from app.api.deps import ContextDep, Reader
 from app.api.params import MAX_ID
 from app.db import utcnow
@@ -28,15 +28,18 @@ def postmortem_page(context: ContextDep, _: Reader, postmortem_id: int = Path(ge
         covered = postmortems.incidents_of(session, postmortem_id)
         lines = incidents.timelines(session, [i.id for i in covered if i.id is not None])
         action_rows = actions.of_postmortems(session, [postmortem_id])[postmortem_id]
+        finding_rows = findings.of_postmortems(session, [postmortem_id])[postmortem_id]
+        answers = actions.finding_ids_of(session, [a.id for a in action_rows if a.id is not None])
         html = templates.get_template("postmortem.html").render(
             postmortem=postmortem,
             overdue=postmortems.is_overdue(postmortem, today),
             incidents=covered,
             timelines=lines,
-            findings=findings.of_postmortems(session, [postmortem_id])[postmortem_id],
+            findings=finding_rows,
             recurrences=recurrence.recurrences_of(session, [postmortem_id])[postmortem_id],
             actions=action_rows,
-            action_findings=actions.finding_ids_of(session, [a.id for a in action_rows if a.id is not None]),
+            action_findings=answers,
+            completeness=review.assess(postmortem, finding_rows, action_rows, answers),
             is_overdue=lambda a: actions.is_overdue(a, today),
         )
     return HTMLResponse(html)

@@ -6,13 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from app import actions, findings, postmortems
+from app import actions, findings, postmortems, review
 from app.api import present
 from app.api.deps import ContextDep, Reader, Writer
 from app.api.params import MAX_ID, Cursor, Limit, after_id
 from app.api.schemas import (
     ActionIn,
     ActionOut,
+    ConflictOut,
     FindingIn,
     FindingOut,
     Page,
@@ -54,7 +55,14 @@ def get_postmortem(context: ContextDep, _: Reader, postmortem_id: PostmortemId) 
 @router.patch(
     "/{postmortem_id}",
     response_model=PostmortemOut,
-    responses={**NOT_FOUND, 409: {"description": "version moved on, or a status move that is not allowed"}},
+    responses={
+        **NOT_FOUND,
+        409: {
+            "model": ConflictOut,
+            "description": "version moved on, a status move that is not allowed, or a move to published while the "
+            "minimum viable report lacks something (`missing` lists what)",
+        },
+    },
 )
 def update_postmortem(
     body: PostmortemPatch, context: ContextDep, who: Writer, postmortem_id: PostmortemId
@@ -62,7 +70,7 @@ def update_postmortem(
     fields = body.model_dump(exclude_unset=True, exclude={"version"})
     with context.write() as session:
         postmortem = postmortems.get(session, postmortem_id)
-        postmortems.update(session, postmortem, fields, author=who.name, expected_version=body.version)
+        review.update(session, postmortem, fields, author=who.name, expected_version=body.version)
         return present.postmortem_bodies(session, [postmortem], utcnow().date())[0]
 
 

@@ -8,13 +8,16 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from app.api.params import MAX_ID
+from app.participants import Participant, Participants
 from app.vocabulary import (
     ActionKind,
     ActionStatus,
+    Control,
     FindingKind,
     IncidentStatus,
     LedgerKind,
     LedgerSource,
+    MissingCode,
     PostmortemStatus,
     Priority,
     Severity,
@@ -38,6 +41,9 @@ def _stripped(value: str) -> str:
 
 
 NonBlank = Annotated[Line, AfterValidator(_stripped)]
+Said = Annotated[Text, AfterValidator(_stripped)]  # free text that says something: not blank
+ACCEPTED_RISK = "a decision instead of an action: why the risk is accepted, and who decided; null clears it"
+COUNTERFACTUAL = "how the control would have changed this incident"
 
 
 class Page(BaseModel, Generic[T]):
@@ -96,6 +102,7 @@ class FindingIn(_Input):
     evidence: Text | None = None
     category: Line | None = None
     whys: list[Text] = Field(default_factory=list, max_length=20)
+    accepted_risk: Said | None = Field(default=None, description=ACCEPTED_RISK)
 
 
 class FindingPatch(_Input):
@@ -105,6 +112,7 @@ class FindingPatch(_Input):
     evidence: Text | None = None
     category: Line | None = None
     whys: list[Text] | None = Field(default=None, max_length=20)
+    accepted_risk: Said | None = Field(default=None, description=ACCEPTED_RISK)
 
 
 class FindingOut(BaseModel):
@@ -115,6 +123,7 @@ class FindingOut(BaseModel):
     evidence: str | None
     category: str | None
     whys: list[str]
+    accepted_risk: str | None
     created_at: datetime
     updated_at: datetime
 
@@ -127,6 +136,8 @@ class ActionIn(_Input):
     due_date: date | None = None
     priority: Priority = Priority.MEDIUM
     success_metric: Text | None = None
+    control: Control | None = Field(default=None, description="the preventive control the action adds")
+    counterfactual: Said | None = Field(default=None, description=COUNTERFACTUAL)
     finding_ids: list[FindingId] = Field(min_length=1, max_length=100)
     tracker: Target | None = None
 
@@ -140,6 +151,8 @@ class ActionPatch(_Input):
     due_date: date | None = None
     priority: Priority | None = None
     success_metric: Text | None = None
+    control: Control | None = Field(default=None, description="the preventive control the action adds")
+    counterfactual: Said | None = Field(default=None, description=COUNTERFACTUAL)
     finding_ids: list[FindingId] | None = Field(default=None, min_length=1, max_length=100)
     tracker: Target | None = Field(default=None, description="another target; only while the action is not filed")
     status: Literal[ActionStatus.WONT_DO] | None = Field(
@@ -193,6 +206,8 @@ class ActionOut(BaseModel):
     due_date: date | None
     priority: Priority
     success_metric: str | None
+    control: Control | None
+    counterfactual: str | None
     tracker: Target | None = Field(description="the target: where the action is (to be) filed")
     tracker_key: str | None
     tracker_url: str | None
@@ -205,6 +220,10 @@ class ActionOut(BaseModel):
     filed_at: datetime | None
     closed_at: datetime | None
     overdue: bool
+    escalation_level: int | None = Field(
+        description="the highest step of the escalation ladder taken (0: the owner was told at the due date)"
+    )
+    escalated_at: datetime | None
     created_at: datetime
     updated_at: datetime
 
@@ -214,7 +233,7 @@ class ActionDetail(ActionOut):
 
 
 class PostmortemPatch(_Input):
-    _not_nullable = ("title", "status", "incident_ids")
+    _not_nullable = ("title", "status", "incident_ids", "participants")
     title: NonBlank | None = None
     status: PostmortemStatus | None = None
     owner: Line | None = None
@@ -228,6 +247,9 @@ class PostmortemPatch(_Input):
         min_length=1,
         max_length=100,
         description="the incidents it covers (replaces the list); one covered by another postmortem is a 409",
+    )
+    participants: Participants | None = Field(
+        default=None, description="who takes part in the review, with their role; replaces the whole list"
     )
     version: int | None = Field(default=None, ge=1, description="expected current version; 409 if it moved on")
 
@@ -260,6 +282,26 @@ class PostmortemOut(BaseModel):
     review_due: date | None
     published_at: datetime | None
     overdue: bool
+    participants: list[Participant]
+
+
+class MissingOut(BaseModel):
+    code: MissingCode
+    detail: str
+    finding_id: int | None = Field(default=None, description="the finding it is about, for finding_unanswered")
+    action_id: int | None = Field(default=None, description="the action it is about, for the action codes")
+
+
+class CompletenessOut(BaseModel):
+    complete: bool
+    missing: list[MissingOut]
+
+
+class ConflictOut(BaseModel):
+    detail: str
+    missing: list[MissingOut] | None = Field(
+        default=None, description="what the minimum viable report lacks, when the conflict is a move to published"
+    )
 
 
 class RevisionOut(BaseModel):

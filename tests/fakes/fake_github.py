@@ -1,9 +1,9 @@
 """A stateful fake of GitHub's REST issues API on 127.0.0.1, spoken to over real HTTP by PyGithub in tests.
 
 Serves only what GitHubTracker calls (PyGithub is lazy, so no repository GET): list, create, read and edit issues,
-and comment. Models what the connector depends on: token auth, the core rate-limit budget and headers (304s are
-free), the secondary limit on creates, ETags, Link pagination, validation errors, transferred/deleted issues and
-injectable faults.
+and add and list comments. Models what the connector depends on: token auth, the core rate-limit budget and headers
+(304s are free), the secondary limit on creates, ETags, Link pagination, validation errors, transferred/deleted issues
+and injectable faults.
 """
 
 from __future__ import annotations
@@ -81,6 +81,18 @@ class Budget:
         return {f"x-ratelimit-{k}": str(v) for k, v in self.as_json().items()} | {"x-ratelimit-resource": self.resource}
 
 
+class FakeComment(str):
+    """A comment: its body (it compares as that text), who wrote it and when (the fake's clock)."""
+
+    user: str
+    created_at: float
+
+    def __new__(cls, body: str, user: str, created_at: float) -> FakeComment:
+        comment = super().__new__(cls, body)
+        comment.user, comment.created_at = user, created_at
+        return comment
+
+
 @dataclass
 class FakeIssue:
     id: int
@@ -95,7 +107,7 @@ class FakeIssue:
     state: str = "open"
     state_reason: str | None = None
     closed_at: float | None = None
-    comments: list[str] = field(default_factory=list)
+    comments: list[FakeComment] = field(default_factory=list)
     deleted: bool = False
     moved_to: tuple[str, int] | None = None  # (full name, number) after a transfer
 
@@ -219,6 +231,13 @@ class FakeGitHub:
 
     def issues(self, repo: str) -> list[FakeIssue]:
         return self.repos[repo.lower()].live()
+
+    def add_comment(self, repo: str, number: int, body: str, user: str = "alice") -> None:
+        """A comment someone wrote on GitHub (not through the token), e.g. when closing the issue."""
+        with self._lock:
+            issue = self.issue(repo, number)
+            issue.updated_at = self._tick()
+            issue.comments.append(FakeComment(body, user, issue.updated_at))
 
     def close_issue(self, repo: str, number: int, reason: str = "completed") -> None:
         with self._lock:
@@ -396,9 +415,11 @@ class FakeGitHub:
             text = data.get("body")
             if not isinstance(text, str) or not text.strip():
                 return _invalid("body", "missing_field")
-            issue.comments.append(text)
             issue.updated_at = self._tick()  # a comment bumps the issue's updated_at
-            return 201, {}, self._comment_json(repo, issue, text, login)
+            issue.comments.append(FakeComment(text, login, issue.updated_at))
+            return 201, {}, self._comment_json(repo, issue, issue.comments[-1], len(issue.comments))
+        if im["sub"] and method == "GET":
+            return self._comments(repo, issue, path, query)
         if not im["sub"] and method == "GET":
             return 200, {"last-modified": formatdate(issue.updated_at, usegmt=True)}, self._issue_json(repo, issue)
         if not im["sub"] and method == "PATCH":
@@ -501,6 +522,18 @@ class FakeGitHub:
         extra["last-modified"] = formatdate(max((i.updated_at for i in items), default=0), usegmt=True)
         return 200, extra, [self._issue_json(repo, i) for i in page]
 
+    def _comments(self, repo: FakeRepo, issue: FakeIssue, path: str, query: dict[str, str]) -> Answer:
+        """Oldest first, as GitHub lists them (the endpoint takes no sort order); `since` = updated at or after."""
+        numbered = list(enumerate(issue.comments, start=1))
+        if query.get("since"):
+            try:
+                since = datetime.fromisoformat(query["since"].replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                return _invalid("since", "invalid", value=query["since"])
+            numbered = [(n, c) for n, c in numbered if int(c.created_at) >= since]
+        page, extra = self._paginate(numbered, path, query)
+        return 200, extra, [self._comment_json(repo, issue, c, n) for n, c in page]
+
     def _paginate(self, items: list[Any], path: str, query: dict[str, str]) -> tuple[list[Any], dict[str, str]]:
         per_page, page = max(1, min(int(query.get("per_page", "30")), 100)), max(1, int(query.get("page", "1")))
         last = max(1, -(-len(items) // per_page))
@@ -531,9 +564,11 @@ class FakeGitHub:
         times = {"created_at": _iso(issue.created_at), "updated_at": _iso(issue.updated_at), "closed_at": closed}
         return links | ident | state | people | times | {"labels": labels, "comments": len(issue.comments)}
 
-    def _comment_json(self, repo: FakeRepo, issue: FakeIssue, text: str, login: str) -> dict[str, Any]:
-        cid, issue_url = issue.id * 1000 + len(issue.comments), f"{self.url}/repos/{repo.full_name}/issues"
-        return {"id": cid, "body": text, "user": self._user(login), "created_at": _iso(issue.updated_at)} | {
+    def _comment_json(self, repo: FakeRepo, issue: FakeIssue, comment: FakeComment, n: int) -> dict[str, Any]:
+        cid, issue_url = issue.id * 1000 + n, f"{self.url}/repos/{repo.full_name}/issues"
+        when = _iso(comment.created_at)
+        return {"id": cid, "body": str(comment), "user": self._user(comment.user), "created_at": when} | {
+            "updated_at": when,
             "url": f"{issue_url}/comments/{cid}",
             "html_url": f"{self.url}/{repo.full_name}/issues/{issue.number}#issuecomment-{cid}",
             "issue_url": f"{issue_url}/{issue.number}",

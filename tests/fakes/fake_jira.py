@@ -1,8 +1,9 @@
 """A stateful fake Jira (Cloud or Server/DC) served over real HTTP on 127.0.0.1, for tests and benchmarks.
 
 Serves REST v2 only, and only the endpoints JiraTracker reaches through jira 3.10.5: serverInfo, field, applinks,
-issue create/read/edit, comment, remote link upsert, and search (search/jql on Cloud, the classic search on
-Server/DC). Shapes and refusals follow the official spec excerpts in shared/specs; see TRACKERS.md §1.
+issue create/read/edit, comments (add; list, newest first on request), remote link upsert, and search (search/jql on
+Cloud, the classic search on Server/DC). Shapes and refusals follow the official spec excerpts in shared/specs; see
+TRACKERS.md §1.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ CATEGORIES = {  # built-in statusCategory keys (TRACKERS.md §1.2), not the spec
 STATUS_IDS = {"To Do": "10000", "In Progress": "10001", "Done": "10002"}
 WRITABLE = {"project", "issuetype", "summary", "description", "labels", "priority", "duedate", "assignee"}
 REQUIRED = {"project", "issuetype", "summary"}  # on every screen
-SYSTEM_FIELDS = (*sorted(WRITABLE), "status", "resolution", "created", "updated")
+SYSTEM_FIELDS = (*sorted(WRITABLE), "status", "resolution", "created", "updated", "creator")
+BOT = "aftermath-bot"  # the account the client authenticates as: it creates the issues and writes its comments
+COMMENT_ORDERS = {"created": False, "+created": False, "-created": True}  # orderBy -> newest first
 REMOVED_SEARCH = (
     "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API. A full migration "
     "guideline is available at https://developer.atlassian.com/changelog/#CHANGE-2046"
@@ -196,6 +199,11 @@ class FakeJira:
             issue.fields["status"] = self._status(name, category_key)
             issue.fields["resolution"] = self._resolution(resolution) if resolution else None
             issue.fields["updated"] = jira_time()
+
+    def add_comment(self, key: str, body: str, author: str = DEFAULT_ACCOUNT_ID) -> None:
+        """A comment written by someone in Jira (not through the API client), e.g. when closing the issue."""
+        with self._lock:
+            self._comment(self._issue(key), body, author)
 
     def delete_issue(self, key: str) -> None:
         with self._lock:
@@ -371,6 +379,7 @@ class FakeJira:
         stored.update(project=self._project_ref(project), description=None, labels=[], duedate=None, assignee=None)
         stored.update(values)
         stored.update(status=self._status("To Do", "new"), resolution=None, created=now, updated=now)
+        stored["creator"] = self._user(BOT)
         issue = Issue(
             str(self._next_id), self._new_key(project.key), stored, indexed_at=time.monotonic() + self.search_lag
         )
@@ -560,13 +569,32 @@ class FakeJira:
         issue, text = self._issue(key), _obj(body).get("body")
         if not (isinstance(text, str) and text.strip()):
             raise ApiError(400, [], {"comment": "Comment body must be a non-empty string."})
+        return 201, self._comment(issue, text, BOT)
+
+    def _comment(self, issue: Issue, text: str, author: str) -> dict[str, Any]:
         now = jira_time()
         cid = str(20000 + sum(len(i.comments) for i in self.issues.values()))
         comment = {"id": cid, "self": f"{self.url}/rest/api/2/issue/{issue.id}/comment/{cid}", "body": text}
-        comment.update(author=self._user("aftermath-bot"), created=now, updated=now)
+        comment.update(author=self._user(author), updateAuthor=self._user(author), created=now, updated=now)
         issue.comments.append(comment)
         issue.fields["updated"] = now
-        return 201, comment
+        return comment
+
+    def h_comments(self, q: dict[str, list[str]], body: Any, key: str) -> tuple[int, Any]:
+        """PageOfComments, oldest first unless orderBy=-created; Jira refuses any other order and non-numbers."""
+        issue = self._issue(key)
+        order = (q.get("orderBy") or ["created"])[-1]
+        if order not in COMMENT_ORDERS:
+            raise ApiError(400, [f"The value '{order}' is not valid for orderBy. Valid values are: created, -created."])
+        try:
+            start, size = int((q.get("startAt") or ["0"])[-1]), int((q.get("maxResults") or ["5000"])[-1])
+        except ValueError:
+            raise ApiError(400, ["startAt and maxResults must be integers."]) from None
+        if start < 0 or size < 0:
+            raise ApiError(400, ["startAt and maxResults must not be negative."])
+        ordered = list(reversed(issue.comments)) if COMMENT_ORDERS[order] else list(issue.comments)
+        page = ordered[start : start + size]
+        return 200, {"startAt": start, "maxResults": size, "total": len(ordered), "comments": page}
 
     def h_search_jql(self, q: Any, body: Any) -> tuple[int, Any]:
         if self.deployment != "Cloud":  # Server/DC only has the classic /search
@@ -611,6 +639,7 @@ _ROUTES: list[tuple[str, str, Any]] = [
     ("GET", r"issue/([^/]+)/remotelink", FakeJira.h_links),
     ("POST", r"issue/([^/]+)/remotelink", FakeJira.h_add_link),
     ("DELETE", r"issue/([^/]+)/remotelink/(\d+)", FakeJira.h_delete_link),
+    ("GET", r"issue/([^/]+)/comment", FakeJira.h_comments),
     ("POST", r"issue/([^/]+)/comment", FakeJira.h_comment),
     ("POST", r"search/jql", FakeJira.h_search_jql),
     ("POST", r"search", FakeJira.h_search_old),
