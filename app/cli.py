@@ -54,12 +54,12 @@ def _main(
     """Aftermath: alert webhooks to postmortem actions in your tracker, with a ledger."""
 
 
-def _context(announce: bool = False) -> Context:
+def _context(announce: bool = False, quiet: bool = False) -> Context:
     """Settings, mappings and engine, or one clear line and exit 2 when a setting is wrong; `announce` logs which
-    integrations are on."""
+    integrations are on; `quiet` logs warnings only, for a command whose output is its answer (a token, a list)."""
     try:
         settings = load_settings()
-        configure(settings.secrets(), settings.log_format)
+        configure(settings.secrets(), settings.log_format, logging.WARNING if quiet else logging.INFO)
         context = build_context(settings)
     except (SettingsError, FileNotFoundError) as exc:
         typer.echo(f"aftermath: {exc}", err=True)
@@ -160,7 +160,9 @@ def uvicorn_options(host: str, port: int, access_log: bool = False) -> dict[str,
         "loop": "uvloop",
         "log_level": "info",
         "access_log": access_log,
-        "proxy_headers": False,
+        # Behind a TLS-terminating proxy on this host, /docs must link its assets as https (uvicorn trusts the
+        # X-Forwarded-* headers of FORWARDED_ALLOW_IPS, 127.0.0.1 unless set).
+        "proxy_headers": True,
         "server_header": False,
     }
 
@@ -298,7 +300,7 @@ def replay_dead_letters(
     worker applies. Failed events are queued to be applied again. Running it twice changes nothing more."""
     from app import dead_letters
 
-    context = _context()
+    context = _context(quiet=True)
     _migrate(context)
     with context.write() as session:
         results = dead_letters.replay(session, ids)
@@ -314,7 +316,7 @@ def token_create(
     read: Annotated[bool, typer.Option("--read", help="read scope only")] = False,
 ) -> None:
     """Create an API token and print it once (only its hash is kept)."""
-    context = _context()
+    context = _context(quiet=True)
     _migrate(context)
     from sqlalchemy.exc import IntegrityError
 
@@ -330,7 +332,7 @@ def token_create(
 @token_cli.command("list")
 def token_list() -> None:
     """List the tokens: those in the database (made by `token create`) and those from AFTERMATH_API_TOKENS."""
-    context = _context()
+    context = _context(quiet=True)
     _migrate(context)
     with context.read() as session:
         rows = tokens.stored(session)
@@ -345,7 +347,7 @@ def token_list() -> None:
 @token_cli.command("revoke")
 def token_revoke(name: Annotated[str, typer.Argument(help="the token's name, as `token list` shows it")]) -> None:
     """Revoke a database token: it stops working at once."""
-    context = _context()
+    context = _context(quiet=True)
     _migrate(context)
     with context.write() as session:
         revoked = tokens.revoke(session, name)

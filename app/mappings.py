@@ -328,10 +328,10 @@ def load_mappings(folder: Path) -> Mappings:
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
-            raise SettingsError(f"AFTERMATH_MAPPINGS: {path}: not readable YAML ({exc})".replace("\n", " ")) from None
+            raise SettingsError(f"mapping file {path}: not readable YAML ({exc})".replace("\n", " ")) from None
         if loaded is None or (loaded == {} and name not in MAY_BE_EMPTY):
             raise SettingsError(
-                f"AFTERMATH_MAPPINGS: {path}: the file is empty; write its rules, or delete it to use the shipped one"
+                f"mapping file {path}: the file is empty; write its rules, or delete it to use the shipped one"
             )
         data[name] = loaded
     if isinstance(data.get("people"), dict):
@@ -343,4 +343,4 @@ def load_mappings(folder: Path) -> Mappings:
         file, *rest = [str(part) for part in first["loc"]] or ["?"]
         where = ".".join(rest) or "(top level)"
         path = paths.get(file, folder / f"{file}.yaml")
-        raise SettingsError(f"AFTERMATH_MAPPINGS: {path}: {where}: {first['msg']}") from None
+        raise SettingsError(f"mapping file {path}: {where}: {first['msg']}") from None

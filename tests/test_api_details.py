@@ -39,6 +39,30 @@ def test_a_date_is_midnight_utc_in_since_and_until(client: TestClient) -> None:
     assert client.get("/api/v1/incidents", params={"since": "2026-13-01"}, headers=READ).status_code == 422
 
 
+def test_times_at_the_edge_of_the_calendar_are_422_not_500(client: TestClient) -> None:
+    # Valid ISO 8601 with an offset, but no UTC time a column can hold: 9999-12-31T23:59:59-01:00 is year 10000 in UTC.
+    pm = make_postmortem(client, _incident(client, "Q1", "2026-01-01T00:00:00.000Z")["id"])
+    for edge in ("9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"):
+        for route in ("/api/v1/incidents", "/api/v1/metrics/summary"):
+            answer = client.get(route, params={"since": edge}, headers=READ)
+            assert answer.status_code == 422 and "out of range" in answer.text, (route, answer.text)
+        patched = client.patch(f"/api/v1/postmortems/{pm['id']}", json={"impact_start": edge}, headers=WRITE)
+        assert patched.status_code == 422 and "out of range" in patched.text, patched.text
+    inside = client.get("/api/v1/incidents", params={"since": "9999-12-31T22:59:59-01:00"}, headers=READ)
+    assert inside.status_code == 200, inside.text
+
+
+def test_nul_in_text_is_refused_alike_on_both_databases(client: TestClient) -> None:
+    pm = make_postmortem(client, _incident(client, "Q1", "2026-01-01T00:00:00.000Z")["id"])
+    refused = client.post(
+        f"/api/v1/postmortems/{pm['id']}/findings",
+        json={"kind": "root_cause", "statement": "disk\x00full"},
+        headers=WRITE,
+    )
+    assert refused.status_code == 422 and "NUL" in refused.text, refused.text
+    assert client.get(f"/api/v1/postmortems/{pm['id']}", headers=READ).json()["findings"] == []
+
+
 def test_owner_filter_ignores_case(client: TestClient) -> None:
     pm = make_postmortem(client, _incident(client, "Q1", "2026-01-01T00:00:00.000Z")["id"])
     finding = add_finding(client, pm["id"])

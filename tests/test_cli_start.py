@@ -78,6 +78,9 @@ def _serves_from(cwd: Path, command: Path = INSTALLED) -> str:
     try:
         _wait_ready(port, proc)
         assert httpx.get(f"http://127.0.0.1:{port}/api/v1/incidents").status_code == 401
+        # Behind a TLS proxy on this host, the docs page links its assets as https, or a browser blocks them.
+        docs = httpx.get(f"http://127.0.0.1:{port}/docs", headers={"X-Forwarded-Proto": "https"}).text
+        assert f"https://127.0.0.1:{port}/swagger/swagger-ui-bundle.js" in docs, docs
     finally:
         out = _stop(proc)
     assert re.search(r"^\s+am_\S+\s*$", out, re.MULTILINE), out  # the first token, printed once
@@ -134,7 +137,7 @@ def test_an_empty_mapping_file_is_an_error(tmp_path: Path, content: str) -> None
         result = _run(tmp_path, command, AFTERMATH_MAPPINGS=str(folder))
         assert result.returncode == 2, result.stdout
         assert result.stderr.strip() == (
-            f"aftermath: AFTERMATH_MAPPINGS: {folder / 'severity.yaml'}: the file is empty; write its rules, or "
+            f"aftermath: mapping file {folder / 'severity.yaml'}: the file is empty; write its rules, or "
             "delete it to use the shipped one"
         )
 

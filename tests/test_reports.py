@@ -259,3 +259,14 @@ def test_markdown_helpers() -> None:
         reports.duration(None) == "—" and reports.duration(datetime(2026, 1, 2) - datetime(2026, 1, 1)) == "1d 0h 00m"
     )
     assert reports.timestamp(datetime(2026, 3, 14, 9, 12, 4, 617000, tzinfo=UTC)) == "2026-03-14T09:12:04Z"
+
+
+def test_the_executive_report_tells_an_accepted_risk_from_an_open_finding(client: TestClient) -> None:
+    post_pd(client, pd_event("incident.triggered", event_id="E-RISK", incident_id="RISK", urgency="low"))
+    pm = _post(client, f"/api/v1/incidents/{first_incident(client)['id']}/postmortem", {})
+    findings = f"/api/v1/postmortems/{pm['id']}/findings"
+    _post(client, findings, {"kind": "response_gap", "statement": "Runbook stale.", "accepted_risk": "Dana accepts it."})
+    _post(client, findings, {"kind": "detection_gap", "statement": "No pool alert."})
+    report = client.get(f"/api/v1/postmortems/{pm['id']}/report", params={"audience": "executive"}, headers=READ).text
+    assert "Runbook stale. (finding 1) — risk accepted" in report, report
+    assert "No pool alert. (finding 2) — no completed action yet" in report, report

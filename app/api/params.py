@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import HTTPException, Query, status
-from pydantic import AwareDatetime, BeforeValidator
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
 # Ids are INTEGER columns: a larger number cannot name a row, and on PostgreSQL it would not even bind.
 MAX_ID = 2**31 - 1
@@ -21,8 +22,18 @@ def _date_is_midnight_utc(value: object) -> object:
     return value
 
 
-# A time with a UTC offset, or a date (midnight UTC); a time without an offset is refused.
-Instant = Annotated[AwareDatetime, BeforeValidator(_date_is_midnight_utc)]
+def _in_utc(value: datetime) -> datetime:
+    # 0001-01-01T00:00+01:00 is a valid ISO time with no UTC equivalent a database column can hold.
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range: in UTC it falls before year 1 or after year 9999") from None
+
+
+# A time with a UTC offset, kept in UTC; a time without an offset is refused.
+UTCTime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+# The same, or a date (midnight UTC).
+Instant = Annotated[UTCTime, BeforeValidator(_date_is_midnight_utc)]
 
 
 def after_id(cursor: str | None) -> int | None:

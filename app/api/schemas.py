@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from app.api.params import MAX_ID
+from app.api.params import MAX_ID, UTCTime
 from app.participants import Participant, Participants
 from app.vocabulary import (
     ActionKind,
@@ -28,8 +28,16 @@ from connectors.targets import Target
 
 T = TypeVar("T")
 
-Text = Annotated[str, Field(max_length=20_000)]
-Line = Annotated[str, Field(min_length=1, max_length=255)]
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL cannot store NUL in text; refused here so both databases answer alike.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, Field(max_length=20_000), AfterValidator(_no_nul)]
+Line = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_no_nul)]
 FindingId = Annotated[int, Field(ge=1, le=MAX_ID)]
 IncidentId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
@@ -155,7 +163,7 @@ class ActionPatch(_Input):
     counterfactual: Said | None = Field(default=None, description=COUNTERFACTUAL)
     finding_ids: list[FindingId] | None = Field(default=None, min_length=1, max_length=100)
     tracker: Target | None = Field(default=None, description="another target; only while the action is not filed")
-    status: Literal[ActionStatus.WONT_DO] | None = Field(
+    status: Literal["wont_do"] | None = Field(
         default=None,
         description="cancel an action not filed yet (with `wont_do_reason`); a filed one closes in its tracker",
     )
@@ -163,7 +171,7 @@ class ActionPatch(_Input):
 
     @model_validator(mode="after")
     def _cancel_has_a_reason(self) -> Any:
-        if self.status == ActionStatus.WONT_DO and not self.wont_do_reason:
+        if self.status is not None and not self.wont_do_reason:
             raise ValueError("status wont_do needs a wont_do_reason: say why it will not be done")
         return self
 
@@ -239,8 +247,8 @@ class PostmortemPatch(_Input):
     owner: Line | None = None
     summary: Text | None = None
     customer_impact: Text | None = None
-    impact_start: AwareDatetime | None = None
-    impact_end: AwareDatetime | None = None
+    impact_start: UTCTime | None = None
+    impact_end: UTCTime | None = None
     review_due: date | None = None
     incident_ids: list[IncidentId] | None = Field(
         default=None,
