@@ -6,7 +6,7 @@ from datetime import date
 
 from sqlmodel import Session
 
-from app import actions, findings, incidents, ledger, postmortems, recurrence
+from app import actions, findings, incidents, ledger, postmortems, recurrence, verification
 from app.actions import Action
 from app.api.schemas import (
     ActionDetail,
@@ -47,6 +47,7 @@ def action_bodies(session: Session, rows: list[Action], today: date) -> list[Act
                 "tracker": row.target,
                 "finding_ids": links[row.id or 0],
                 "overdue": actions.is_overdue(row, today),
+                "verification": verification.view(row),
             }
         )
         for row in rows
