@@ -358,3 +358,17 @@ class SearchHitOut(BaseModel):
     title: str = Field(description="its title; a finding's statement")
     snippet: str = Field(description="HTML: the matching text escaped, the matched words in <mark>")
     score: float = Field(description="higher is better; comparable within one search only")
+
+
+class SimilarOut(BaseModel):
+    postmortem_id: int
+    key: str | None
+    title: str
+    status: PostmortemStatus
+    created_at: datetime
+    reason: Literal["same_fingerprint", "same_service_and_category", "similar_text"] = Field(
+        description="why it is like this one; the reasons rank in this order"
+    )
+    score: float = Field(description="3, 2 or 1 for the reason, plus text similarity below 1")
+    findings: list[FindingOut]
+    actions: list[ActionOut] = Field(description="what was tried last time: each with its status and verification")
