@@ -12,7 +12,7 @@ from app.context import Context
 from app.incidents import Incident
 from app.jobs import Done, Job, JobKind, Outcome
 from app.postmortems import Postmortem
-from app.vocabulary import CLOSED, ActionStatus, LedgerKind, LedgerSource
+from app.vocabulary import CLOSED, ActionStatus, LedgerKind, LedgerSource, VerificationState
 from connectors.markup import Document, Link, Strong, paragraph
 from connectors.tracker import PermanentError
 
@@ -90,6 +90,8 @@ def post_comment(context: Context, job: Job) -> Outcome:
     with context.read() as session:
         action = session.get(Action, job.action_id)
         assert action is not None
+        if job.payload.get("reason") == "verification_due" and action.verification_state != VerificationState.PENDING:
+            return Done()  # answered, reopened or recurred since the sweep asked: nothing to ask any more
         text = comment_text(session, context.settings.public_url, action, job.payload)
     tracker = context.tracker(action.tracker_kind) if action.tracker_kind else None
     if tracker is None or not action.tracker_key:

@@ -24,14 +24,15 @@ from app.errors import Invalid
 TYPES = ("postmortem", "finding", "action", "incident")
 MAX_QUERY = 500  # characters of a query
 MAX_TERMS = 32  # words and phrases of a query
-# The ranking looks at this many of the best matches at most: pages stop there. Scoring every match of a common word
-# over 100,000 documents would cost more than a person reads.
+# The ranking looks at the newest this many matches (rows written last), and pages stop there: scoring every match of
+# a common word over 100,000 documents costs more than a person reads, and the recent rows are the likelier answers.
 RANKED = 1000
 TITLE_WEIGHT = 4.0  # a match in the title ranks above the same match in the body (SQLite; PostgreSQL: weights A, B)
 INDEX_TABLE = "search_document"  # written by the migration's triggers, read here in SQL: not in the models
 _WORD = re.compile(r"\w+")
 _TOKEN = re.compile(r'-?"[^"]*"?|[^\s"]+')
-_START, _STOP = "\x02", "\x03"  # highlight markers, turned into <mark> once the snippet is escaped
+_SPLIT = re.compile(r"(\w+)")
+SNIPPET_WORDS, SNIPPET_BEFORE = 24, 6  # words a snippet shows, and how many of them come before the first match
 
 
 def in_models(name: str | None, type_: str, parent_names: Mapping[str, str | None]) -> bool:
@@ -48,11 +49,12 @@ class Parsed:
     alternatives: list[list[tuple[str, ...]]]
     excluded: list[tuple[str, ...]] = field(default_factory=list)
 
-    def fts5(self) -> str:
-        """An FTS5 expression of quoted strings only: no word of the query is FTS5 syntax."""
+    def fts5(self, prefix: bool = True) -> str:
+        """An FTS5 expression of quoted strings only: no word of the query is FTS5 syntax. With `prefix`, each term
+        also matches as the start of a longer word."""
 
         def term(words: tuple[str, ...]) -> str:
-            return '"' + " ".join(words) + '"*'
+            return '"' + " ".join(words) + ('"*' if prefix else '"')
 
         found = " OR ".join("(" + " AND ".join(term(t) for t in terms) + ")" for terms in self.alternatives)
         if self.excluded:
@@ -114,7 +116,7 @@ def search(session: Session, query: str, *, type_: str | None, offset: int, limi
     room = max(0, min(limit + 1, RANKED - offset))
     if room == 0:
         return [], None
-    params = {"kind": type_, "offset": offset, "limit": room}
+    params = {"kind": type_, "offset": offset, "limit": room, "ranked": RANKED, "window": WINDOW}
     if is_postgres(session):
         rows = session.execute(text(_POSTGRES), {**params, "q": parsed.websearch()}).all()
     else:
@@ -122,27 +124,64 @@ def search(session: Session, query: str, *, type_: str | None, offset: int, limi
             rows = session.execute(text(_SQLITE), {**params, "q": parsed.fts5()}).all()
         except OperationalError as exc:  # not expected for quoted strings; a query is still never a 500
             raise Invalid(f"q: cannot be searched: {exc.orig}") from exc
+    stems = [_stem(w) for terms in parsed.alternatives for t in terms for w in t]
     hits = [
-        Hit(str(kind), int(ref), None if pm is None else int(pm), str(title), _marked(str(snippet or "")), float(score))
-        for kind, ref, pm, title, snippet, score in rows[:limit]
+        Hit(str(kind), int(ref), None if pm is None else int(pm), str(title), snippet(title, body, stems), float(score))
+        for kind, ref, pm, title, body, score in rows[:limit]
     ]
     more = len(rows) > limit and offset + limit < RANKED
     return hits, (offset + limit if more else None)
 
 
-def _marked(snippet: str) -> str:
-    return html.escape(snippet).replace(_START, "<mark>").replace(_STOP, "</mark>")
+def _stem(word: str) -> str:
+    """What a query word highlights: the words starting with it, or, for a longer word, with all but its last three
+    letters (the databases match "rotated" to "rotation" by its stem; this marks them alike)."""
+    return word[: max(4, len(word) - 3)] if len(word) > 4 else word
 
 
-# bm25 is lower for better matches; the weights are per column (kind, ref_id, postmortem_id, title, body).
+def snippet(title: str, body: str, stems: list[str], words: int = SNIPPET_WORDS) -> str:
+    """HTML: the document's text around its first match, escaped, each matching word in <mark>.
+
+    Made here rather than by the databases (FTS5's snippet(), ts_headline): the same on both, and it reads only the
+    page's rows (FTS5 would expand a prefix term again for each of them).
+    """
+    tokens = _SPLIT.split(f"{title} — {body}" if body else title)  # words at odd indexes, what separates them between
+    marked = [i for i in range(1, len(tokens), 2) if tokens[i].lower().startswith(tuple(stems))]
+    first_word = max(1, (marked[0] if marked else 1) - 2 * SNIPPET_BEFORE)
+    start = first_word if first_word > 1 else 0
+    end = min(len(tokens), first_word + 2 * words - 1)
+    hits = set(marked)
+    parts = ["…" if start > 0 else ""]
+    for i in range(start, end):
+        piece = html.escape(tokens[i])
+        parts.append(f"<mark>{piece}</mark>" if i in hits else piece)
+    parts.append("…" if end < len(tokens) else "")
+    return "".join(parts).strip()
+
+
+# The newest RANKED matches (by rowid: id * 8 + type, so the most recent rows): FTS5 walks its doclists from the end
+# and stops, computing no rank. Ranking then reads the matches from the lowest of those rowids on.
+SQLITE_FLOOR = """
+    rowid >= (SELECT coalesce(min(id), 0) FROM (
+        SELECT rowid AS id FROM search_document WHERE search_document MATCH :q AND {where}
+        ORDER BY rowid DESC LIMIT :ranked))
+"""
+# bm25 is lower for better matches; the weights are per column (kind, ref_id, postmortem_id, title, body). The page's
+# rows are then read by rowid (the outer loop is the page: CROSS JOIN), without matching again: a prefix term would
+# be expanded once more for every row.
 _SQLITE = f"""
-SELECT kind, ref_id, postmortem_id, title,
-       snippet(search_document, -1, char(2), char(3), '…', 16) AS snippet,
-       -bm25(search_document, 0, 0, 0, {TITLE_WEIGHT}, 1.0) AS score
-FROM search_document
-WHERE search_document MATCH :q AND (:kind IS NULL OR kind = :kind)
-ORDER BY bm25(search_document, 0, 0, 0, {TITLE_WEIGHT}, 1.0), rowid
-LIMIT :limit OFFSET :offset
+WITH best AS (
+    SELECT rowid AS id, -bm25(search_document, 0, 0, 0, {TITLE_WEIGHT}, 1.0) AS score
+    FROM search_document
+    WHERE search_document MATCH :q AND (:kind IS NULL OR kind = :kind)
+      AND {SQLITE_FLOOR.format(where="(:kind IS NULL OR kind = :kind)")}
+    ORDER BY score DESC, rowid
+    LIMIT :limit OFFSET :offset
+)
+SELECT kind, ref_id, postmortem_id, title, body, best.score
+FROM best CROSS JOIN search_document
+WHERE search_document.rowid = best.id
+ORDER BY best.score DESC, best.id
 """
 
 # websearch_to_tsquery parses anything; each of its lexemes then gets :* (a prefix), found by the quote that closes
@@ -151,18 +190,31 @@ PREFIX_QUERY = (
     r"SELECT regexp_replace(websearch_to_tsquery('english', :q)::text, '''( |\)|$)', ''':*\1', 'g')::tsquery"
     " AS query"
 )
-_POSTGRES = f"""
-WITH q AS ({PREFIX_QUERY}), page AS (
-    SELECT d.id, d.kind, d.ref_id, d.postmortem_id, d.title, d.body, ts_rank(d.tsv, q.query) AS score, q.query
-    FROM search_document AS d, q
-    WHERE d.tsv @@ q.query AND (CAST(:kind AS varchar) IS NULL OR d.kind = CAST(:kind AS varchar))
-    ORDER BY score DESC, d.id
-    LIMIT :limit OFFSET :offset
+WORDS_QUERY = "SELECT websearch_to_tsquery('english', :q) AS query"  # whole words only
+# The newest RANKED matches by id (the newest rows): first among the newest WINDOW documents (a backward walk of the
+# primary key, which is all a common word needs), then, only when that found fewer, among the older ones by the GIN
+# index (a word rare enough to need it has few matches). `{where}` narrows the matches (alias d).
+WINDOW = 8000
+PG_RECENT = """
+recent_window AS MATERIALIZED (
+    SELECT d.id FROM (SELECT id, tsv, kind, postmortem_id FROM search_document ORDER BY id DESC LIMIT :window) AS d, q
+    WHERE d.tsv @@ q.query AND {where} ORDER BY d.id DESC LIMIT :ranked
+), recent AS MATERIALIZED (
+    SELECT id FROM recent_window
+    UNION ALL (
+        SELECT d.id FROM search_document AS d, q
+        WHERE (SELECT count(*) FROM recent_window) < :ranked AND d.tsv @@ q.query AND {where}
+          AND d.id < (SELECT coalesce(min(id), 0)
+                      FROM (SELECT id FROM search_document ORDER BY id DESC LIMIT :window) AS w)
+        ORDER BY d.id DESC LIMIT :ranked
+    )
 )
-SELECT kind, ref_id, postmortem_id, title,
-       ts_headline('english', title || ' — ' || body, query,
-                   'StartSel=' || chr(2) || ', StopSel=' || chr(3) || ', MaxWords=24, MinWords=10, MaxFragments=2'),
-       score
-FROM page
-ORDER BY score DESC, id
+"""
+_KIND = "(CAST(:kind AS varchar) IS NULL OR d.kind = CAST(:kind AS varchar))"
+_POSTGRES = f"""
+WITH q AS MATERIALIZED ({PREFIX_QUERY}), {PG_RECENT.format(where=_KIND)}
+SELECT d.kind, d.ref_id, d.postmortem_id, d.title, d.body, ts_rank(d.tsv, q.query) AS score
+FROM (SELECT id FROM recent ORDER BY id DESC LIMIT :ranked) AS r JOIN search_document AS d ON d.id = r.id, q
+ORDER BY score DESC, d.id
+LIMIT :limit OFFSET :offset
 """

@@ -30,8 +30,10 @@ from app.postmortems import Postmortem
 
 TOP = 5  # shown as "Seen before" on the postmortem page and in the engineering report
 REASONS = {"same_fingerprint": 3.0, "same_service_and_category": 2.0, "similar_text": 1.0}
-MAX_WORDS = 16  # words of our title and findings that the text similarity looks for
-CANDIDATES = 200  # earlier postmortems looked at per reason; the text ranking reads this many documents at most
+MAX_WORDS = 10  # words of our title and findings that the text similarity looks for
+# Earlier postmortems looked at per reason, and documents summed for the text similarity (of the newest search.RANKED
+# matches: see app/search.py).
+CANDIDATES = 200
 _WORD = re.compile(r"\w{4,}")  # shorter words say little about a failure ("the", "was", "no")
 
 
@@ -183,29 +185,31 @@ def _text_scores(session: Session, subject: Subject) -> dict[int, float]:
     if not subject.words:
         return {}
     parsed = search.Parsed([[(w,)] for w in subject.words])
-    params = {"exclude": subject.exclude or 0, "limit": CANDIDATES}
+    params = {"exclude": subject.exclude or 0, "limit": CANDIDATES, "ranked": search.RANKED, "window": search.WINDOW}
     if is_postgres(session):
         rows = session.execute(text(_POSTGRES), {**params, "q": parsed.websearch()}).all()
     else:
-        rows = session.execute(text(_SQLITE), {**params, "q": parsed.fts5()}).all()
+        rows = session.execute(text(_SQLITE), {**params, "q": parsed.fts5(prefix=False)}).all()
     return {int(pm): float(score) for pm, score in rows if pm is not None}
 
 
+_KINDS = "kind IN ('postmortem', 'finding') AND postmortem_id <> :exclude"
 _SQLITE = f"""
 SELECT postmortem_id, sum(score) FROM (
     SELECT postmortem_id, -bm25(search_document, 0, 0, 0, {search.TITLE_WEIGHT}, 1.0) AS score
     FROM search_document
-    WHERE search_document MATCH :q AND kind IN ('postmortem', 'finding') AND postmortem_id <> :exclude
-    ORDER BY bm25(search_document, 0, 0, 0, {search.TITLE_WEIGHT}, 1.0)
+    WHERE search_document MATCH :q AND {_KINDS} AND {search.SQLITE_FLOOR.format(where=_KINDS)}
+    ORDER BY score DESC
     LIMIT :limit
 ) GROUP BY postmortem_id
 """
 
 _POSTGRES = f"""
-WITH q AS ({search.PREFIX_QUERY}), hits AS (
+WITH q AS MATERIALIZED ({search.WORDS_QUERY}),
+{search.PG_RECENT.format(where="d.kind IN ('postmortem', 'finding') AND d.postmortem_id <> :exclude")},
+hits AS (
     SELECT d.postmortem_id, ts_rank(d.tsv, q.query) AS score
-    FROM search_document AS d, q
-    WHERE d.tsv @@ q.query AND d.kind IN ('postmortem', 'finding') AND d.postmortem_id <> :exclude
+    FROM (SELECT id FROM recent ORDER BY id DESC LIMIT :ranked) AS r JOIN search_document AS d ON d.id = r.id, q
     ORDER BY score DESC
     LIMIT :limit
 )

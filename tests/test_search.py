@@ -205,7 +205,7 @@ def test_queries_with_nothing_to_search_are_refused(client: TestClient, q: str) 
 def test_search_needs_a_token_and_valid_parameters(client: TestClient) -> None:
     assert client.get("/api/v1/search", params={"q": "pool"}).status_code == 401
     assert client.get("/api/v1/search", headers=READ).status_code == 422  # q is required
-    for params in ({"type": "ledger"}, {"limit": 0}, {"limit": 101}):
+    for params in ({"type": "ledger"}, {"limit": 0}, {"limit": 501}):
         assert client.get("/api/v1/search", params={"q": "pool", **params}, headers=READ).status_code == 422
 
 
@@ -217,3 +217,15 @@ def test_search_needs_a_token_and_valid_parameters(client: TestClient) -> None:
 def test_fuzzed_queries_never_fail(client: TestClient, q: str) -> None:
     response = client.get("/api/v1/search", params={"q": q}, headers=READ)
     assert response.status_code in (200, 422), (q, response.text)
+
+
+def test_snippets_are_escaped_html_around_the_match(client: TestClient) -> None:
+    made = _build(client)
+    finding = made["QPOOL"]["findings"][0]
+    evidence = "<script>alert(1)</script> & the pool waited " + "filler " * 60 + "tail"
+    assert client.patch(f"/api/v1/findings/{finding['id']}", json={"evidence": evidence}, headers=WRITE).is_success
+    hit = _search(client, "waited", type="finding")[0]
+    assert hit["id"] == finding["id"]
+    text = hit["snippet"]
+    assert "<script>" not in text and "</script>" not in text and "&lt;/script&gt;" in text and "&amp;" in text
+    assert "<mark>waited</mark>" in text and text.endswith("…") and "tail" not in text

@@ -4,7 +4,7 @@ and a recurrence marks a done action whose fix was not verified as held."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +129,18 @@ def test_a_recurrence_marks_done_actions_not_verified_as_held(
     kept = _detail(api, second["id"])  # verified as held: the recurrence is another failure, its fix stands
     assert kept["verification"]["state"] == "held" and "recurred" not in [e["kind"] for e in kept["ledger"]]
     assert not [c for c in fake_jira.issues["OPS-2"].comments if "This failure recurred" in str(c["body"])]
+
+
+def test_an_outcome_recorded_before_the_comment_is_posted_cancels_the_ask(
+    api: TestClient, wired: Context, fake_jira: FakeJira
+) -> None:
+    action = new_action(api)
+    worker = Worker(wired)
+    worker.run_once()
+    _done(wired, fake_jira)
+    due = date.fromisoformat(_detail(api, action["id"])["verification"]["due"])
+    assert _sweep(wired, datetime.combine(due, datetime.min.time(), UTC)) == 1  # queued, not posted yet
+    assert _verify(api, action["id"], {"result": "failed", "note": "disk at 90% again"}).status_code == 200
+    worker.run_once()
+    assert _verification_comments(fake_jira) == []
+    assert _detail(api, action["id"])["verification"]["state"] == "failed"

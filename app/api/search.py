@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from app import incidents, postmortems, search, similar
 from app.api import present
 from app.api.deps import ContextDep, Reader
-from app.api.params import MAX_ID, Cursor, after_id
+from app.api.params import MAX_ID, Cursor, Limit, after_id
 from app.api.schemas import Page, SearchHitOut, SimilarOut
 from app.db import utcnow
 
@@ -33,7 +33,7 @@ def search_all(
     ],
     type: Annotated[SearchType | None, Query(description="only this kind of document")] = None,
     cursor: Cursor = None,
-    limit: Annotated[int, Query(ge=1, le=100, description="page size, at most 100")] = 20,
+    limit: Limit = 20,
 ) -> Page[SearchHitOut]:
     """Postmortems, findings, actions and incidents matching `q`, best first, each with a highlighted snippet
     (HTML: the text escaped, the matches in `<mark>`). Pages end after the best 1,000 matches."""
