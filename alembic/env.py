@@ -7,13 +7,18 @@ from sqlalchemy import pool
 import app.tables  # noqa: F401  (registers every table on the metadata)
 from alembic import context
 from app.db import make_engine, metadata
+from app.search import in_models  # the search index is the triggers', not the models'
 
 config = context.config
+
+
 url = config.get_main_option("sqlalchemy.url") or "sqlite:///./aftermath.db"
 
 
 def run_offline() -> None:
-    context.configure(url=url, target_metadata=metadata, literal_binds=True, render_as_batch=True)
+    context.configure(
+        url=url, target_metadata=metadata, literal_binds=True, render_as_batch=True, include_name=in_models
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -26,6 +31,7 @@ def run_online() -> None:
             target_metadata=metadata,
             render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER most things in place
             compare_type=True,
+            include_name=in_models,
         )
         with context.begin_transaction():
             context.run_migrations()

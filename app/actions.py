@@ -26,6 +26,7 @@ from app.vocabulary import (
     LedgerSource,
     Priority,
     TrackerState,
+    VerificationState,
 )
 from connectors.targets import TARGET, Target, TrackerKind
 
@@ -51,6 +52,7 @@ class Action(SQLModel, table=True):
         Index("ix_action_status_id", "status", "id"),
         Index("ix_action_owner_key_id", "owner_key", "id"),
         Index("ix_action_status_due_date", "status", "due_date"),
+        Index("ix_action_verification_state_due", "verification_state", "verification_due"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -85,6 +87,13 @@ class Action(SQLModel, table=True):
     # The highest step of the escalation ladder taken for the current due date (0: the owner), and when.
     escalation_level: int | None = None
     escalated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Whether the fix worked (app/verification.py): none until the action is done. `verification_asked_at` is when the
+    # comment asking for the outcome was queued, stamped with it so that no later sweep asks again.
+    verification_state: VerificationState | None = Field(default=None, sa_type=EnumText(VerificationState, 16))
+    verification_due: date | None = None
+    verification_note: str | None = Field(default=None, sa_column=Column(Text))
+    verification_asked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    verified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

@@ -3,9 +3,10 @@ postmortem progress. Every figure carries the number of incidents, postmortems o
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Date, case, cast, func
@@ -19,7 +20,9 @@ from app.db import is_postgres
 from app.findings import Finding
 from app.incidents import Incident
 from app.postmortems import UNPUBLISHED, Postmortem
-from app.vocabulary import CLOSED, ActionStatus, IncidentStatus, Severity
+from app.vocabulary import CLOSED, ActionStatus, IncidentStatus, Severity, VerificationState
+
+FOLLOW_THROUGH_DAYS = (30, 60, 90)
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,38 @@ class PostmortemFigures:
 
 
 @dataclass(frozen=True)
+class Outcomes:
+    """Whether done actions' fixes worked. `verified`: an outcome recorded by a person (held or failed); `recurred`:
+    the failure came back before anyone said the fix held. held_rate = held / (held + failed + recurred), its count
+    that denominator: the fixes whose outcome is known."""
+
+    pending: int
+    verified: int
+    held: int
+    failed: int
+    recurred: int
+    held_rate: Ratio
+
+
+@dataclass(frozen=True)
+class Effectiveness:
+    overall: Outcomes
+    by_kind: dict[str, Outcomes]  # by action kind
+    by_control: dict[str, Outcomes]  # by the preventive control it adds (actions naming none are left out)
+
+
+@dataclass(frozen=True)
+class FollowThrough:
+    """Of the actions (won't do left out) whose outcome is decided, the share done within 30, 60 and 90 days of their
+    creation, and the share done by their due date. See `_follow_through_pass` for when an outcome is decided."""
+
+    within_30_days: Ratio
+    within_60_days: Ratio
+    within_90_days: Ratio
+    on_time: Ratio
+
+
+@dataclass(frozen=True)
 class Summary:
     window: Window
     incidents: IncidentFigures
@@ -101,6 +136,8 @@ class Summary:
     recurrence: RecurrenceFigures
     actions: ActionFigures
     postmortems: PostmortemFigures
+    effectiveness: Effectiveness
+    follow_through: FollowThrough
 
 
 def quantile(values: Sequence[float], q: float) -> float | None:
@@ -151,9 +188,15 @@ def summary(
     """
     window = Window(since, until, service, team, today)
     passes = run_passes(
-        session, window, [_incident_pass, _recurrence_pass, _recurrence_by_category, _action_pass, _postmortem_pass]
+        session,
+        window,
+        [
+            *(_incident_pass, _recurrence_pass, _recurrence_by_category, _action_pass, _postmortem_pass),
+            *(_effectiveness_pass, _follow_through_pass),
+        ],
     )
-    (incident_figures, mtta, mttr, mttd), recurrence, by_category, actions, postmortems = passes
+    (incident_figures, mtta, mttr, mttd), recurrence, by_category, actions, postmortems, *learning = passes
+    effective, follow = learning
     return Summary(
         window=window,
         incidents=incident_figures,
@@ -163,7 +206,36 @@ def summary(
         recurrence=replace(recurrence, by_category=by_category),
         actions=actions,
         postmortems=postmortems,
+        effectiveness=effective,
+        follow_through=follow,
     )
+
+
+def effectiveness(
+    session: Session,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    service: str | None = None,
+    team: str | None = None,
+    today: date,
+) -> Effectiveness:
+    """The summary's `effectiveness` alone, over the same window and filters (actions created in [since, until), of
+    postmortems covering an incident of that service/team): for a chart with one figure per month."""
+    return _effectiveness_pass(session, Window(since, until, service, team, today))
+
+
+def follow_through(
+    session: Session,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    service: str | None = None,
+    team: str | None = None,
+    today: date,
+) -> FollowThrough:
+    """The summary's `follow_through` alone, over the same window and filters as `effectiveness`."""
+    return _follow_through_pass(session, Window(since, until, service, team, today))
 
 
 def _where_incident(query: Any, window: Window, incident: Any = Incident) -> Any:
@@ -334,3 +406,77 @@ def _postmortem_pass(session: Session, window: Window) -> PostmortemFigures:
     row = one_row(session, query)
     count = int(row["count"])
     return PostmortemFigures(count, count, int(row["published"]), int(row["on_time"]), int(row["overdue"]))
+
+
+def _outcomes(pending: int, held: int, failed: int, recurred: int) -> Outcomes:
+    known = held + failed + recurred
+    return Outcomes(pending, held + failed, held, failed, recurred, Ratio(held / known if known else None, known))
+
+
+def _effectiveness_pass(session: Session, window: Window) -> Effectiveness:
+    """Verification states of the window's actions, counted per (kind, control) in one query (a few dozen groups at
+    most), then summed overall, per kind and per control."""
+    state = col(Action.verification_state)
+    states = (VerificationState.PENDING, VerificationState.HELD, VerificationState.FAILED, VerificationState.RECURRED)
+    query = (
+        sa_select(col(Action.kind), col(Action.control), *(count_if(state == member) for member in states))
+        .where(state.is_not(None))
+        .group_by(col(Action.kind), col(Action.control))
+    )
+    overall = [0, 0, 0, 0]
+    by_kind: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    by_control: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for kind, control, *counts in session.execute(_where_action(query, window)).all():
+        for sums in (overall, by_kind[str(kind)], *([by_control[str(control)]] if control is not None else [])):
+            for i, n in enumerate(counts):
+                sums[i] += int(n)
+    return Effectiveness(
+        overall=_outcomes(*overall),
+        by_kind={kind: _outcomes(*counts) for kind, counts in sorted(by_kind.items())},
+        by_control={control: _outcomes(*counts) for control, counts in sorted(by_control.items())},
+    )
+
+
+def _follow_through_pass(session: Session, window: Window) -> FollowThrough:
+    """Follow-through over the window's actions that are not won't do, in one query.
+
+    Within N days: done with closed_at - created_at <= N days, out of the actions whose outcome is decided: done
+    within N days, or created N days or more before the start of `today` (UTC) — a younger action not done yet may
+    still make it, so it counts in neither part. On time: done with the UTC date of closed_at on or before due_date,
+    out of the actions with a due date that are done, or not done and due before today. A done action without
+    closed_at counts in no figure (when it was done is unknown).
+    """
+    status, created, closed, due = (
+        col(Action.status),
+        col(Action.created_at),
+        col(Action.closed_at),
+        col(Action.due_date),
+    )
+    done = (status == ActionStatus.DONE) & closed.is_not(None)
+    start_of_today = datetime.combine(window.today, time.min, UTC)
+    columns: list[Any] = []
+    for days in FOLLOW_THROUGH_DAYS:
+        in_time = done & (_days_between(session, created, closed) <= days)
+        old_enough = created <= start_of_today - timedelta(days=days)
+        columns += [count_if(in_time).label(f"in_{days}"), count_if(in_time | old_enough).label(f"of_{days}")]
+    closed_on = cast(func.timezone("UTC", closed), Date) if is_postgres(session) else func.date(closed)
+    on_time = done & due.is_not(None) & (closed_on <= due)
+    decided = due.is_not(None) & (done | ((status != ActionStatus.DONE) & (due < window.today)))
+    columns += [count_if(on_time).label("on_time"), count_if(decided).label("due_decided")]
+    unknown = (status == ActionStatus.DONE) & closed.is_(None)
+    query = sa_select(*columns).select_from(Action).where(status != ActionStatus.WONT_DO, ~unknown)
+    row = one_row(session, _where_action(query, window))
+
+    def share(part: str, whole: str) -> Ratio:
+        n = int(row[whole])
+        return Ratio(int(row[part]) / n if n else None, n)
+
+    thirty, sixty, ninety = (share(f"in_{days}", f"of_{days}") for days in FOLLOW_THROUGH_DAYS)
+    return FollowThrough(thirty, sixty, ninety, on_time=share("on_time", "due_decided"))
+
+
+def _days_between(session: Session, start: Any, end: Any) -> Any:
+    """end - start in days (fractional), on either database."""
+    if is_postgres(session):
+        return func.date_part("epoch", end - start) / 86400.0
+    return func.julianday(end) - func.julianday(start)

@@ -12,7 +12,7 @@ from app.context import Context
 from app.incidents import Incident
 from app.jobs import Done, Job, JobKind, Outcome
 from app.postmortems import Postmortem
-from app.vocabulary import CLOSED, LedgerKind, LedgerSource
+from app.vocabulary import CLOSED, ActionStatus, LedgerKind, LedgerSource, VerificationState
 from connectors.markup import Document, Link, Strong, paragraph
 from connectors.tracker import PermanentError
 
@@ -56,9 +56,23 @@ def comment_text(session: Session, public_url: str, action: Action, payload: dic
         assert incident is not None
         link = incident.url or f"{public_url}/api/v1/incidents/{incident.id}"
         when = incident.triggered_at.isoformat() if incident.triggered_at else "just now"
+        if action.status == ActionStatus.DONE:
+            state = f"was done, but the failure came back before its fix was verified as held ({action.success_metric})"
+        else:
+            state = f"is still {action.status}"
         return Document.of(
             paragraph(Strong("This failure recurred:"), " ", Link(incident.title, link), f", triggered {when}."),
-            paragraph(f"This action from {postmortem.key} is still {action.status}: ", Link(anchor, anchor)),
+            paragraph(f"This action from {postmortem.key} {state}: ", Link(anchor, anchor)),
+        )
+    if payload.get("reason") == "verification_due":
+        metric = action.success_metric or "no success metric was given"
+        return Document.of(
+            paragraph(
+                Strong("Verification due:"),
+                f" this action from {postmortem.key} was done; did the fix hold? Its success metric: {metric}. "
+                f"Owner ({action.owner or 'unassigned'}), please record the outcome (held or failed) at ",
+                Link(anchor, anchor),
+            )
         )
     return Document.of(
         paragraph(
@@ -76,6 +90,8 @@ def post_comment(context: Context, job: Job) -> Outcome:
     with context.read() as session:
         action = session.get(Action, job.action_id)
         assert action is not None
+        if job.payload.get("reason") == "verification_due" and action.verification_state != VerificationState.PENDING:
+            return Done()  # answered, reopened or recurred since the sweep asked: nothing to ask any more
         text = comment_text(session, context.settings.public_url, action, job.payload)
     tracker = context.tracker(action.tracker_kind) if action.tracker_kind else None
     if tracker is None or not action.tracker_key:

@@ -101,3 +101,35 @@ def gauges(result: Summary) -> Iterator[Metric]:
     for state in ("opened", "published", "published_on_time", "overdue"):
         postmortems.add_metric([state], getattr(result.postmortems, state))
     yield postmortems
+
+    yield from learning_gauges(result)
+
+
+def learning_gauges(result: Summary) -> Iterator[Metric]:
+    """Whether fixes worked (effectiveness by action kind, all kinds as kind="all") and the follow-through shares."""
+    outcomes = GaugeMetricFamily(
+        "aftermath_action_verifications", "Done actions by verification state and action kind", labels=["kind", "state"]
+    )
+    held_rate = GaugeMetricFamily(
+        "aftermath_action_held_ratio", "held / (held + failed + recurred), by action kind", labels=["kind"]
+    )
+    groups = {"all": result.effectiveness.overall, **result.effectiveness.by_kind}
+    for kind, figures in groups.items():
+        for state in ("pending", "held", "failed", "recurred"):
+            outcomes.add_metric([kind, state], getattr(figures, state))
+        if figures.held_rate.value is not None:
+            held_rate.add_metric([kind], figures.held_rate.value)
+    yield outcomes
+    yield held_rate
+    follow = GaugeMetricFamily(
+        "aftermath_action_follow_through_ratio",
+        "Share of decided actions done within 30/60/90 days of creation, and on time by their due date",
+        labels=["within"],
+    )
+    ft = result.follow_through
+    for label, ratio in (("30d", ft.within_30_days), ("60d", ft.within_60_days), ("90d", ft.within_90_days)):
+        if ratio.value is not None:
+            follow.add_metric([label], ratio.value)
+    if ft.on_time.value is not None:
+        follow.add_metric(["due_date"], ft.on_time.value)
+    yield follow

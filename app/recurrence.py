@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 from sqlmodel import Session, select
 
-from app import jobs, ledger
+from app import jobs, ledger, verification
 from app.actions import Action
 from app.incidents import Incident
 from app.jobs import JobKind
-from app.vocabulary import CLOSED, LedgerKind, LedgerSource
+from app.vocabulary import CLOSED, ActionStatus, LedgerKind, LedgerSource
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
@@ -46,10 +46,11 @@ class Recurrences:
         return max(found, key=lambda c: c.triggered_at or _NEVER, default=None)
 
     def link(self, incident: Incident) -> Incident | None:
-        """Link the incident to the earlier one it repeats, once; tell every open action of that postmortem.
+        """Link the incident to the earlier one it repeats, once; tell every open action of that postmortem, and
+        every done one whose fix was not verified as held (app/verification.py).
 
-        Each open action gets a `recurred` ledger entry and a comment on its tracker issue (a job, so the
-        webhook answer never waits on a tracker).
+        Each gets a `recurred` ledger entry and a comment on its tracker issue (a job, so the webhook answer never
+        waits on a tracker).
         """
         if incident.recurrence_of is not None:
             return None
@@ -76,6 +77,8 @@ def _link(session: Session, incident: Incident, earlier: Incident, postmortem_id
     incident.recurrence_of, incident.recurred_after_actions_done = earlier.id, all_done
     session.add(incident)
     for action in earlier_actions:
+        if action.status == ActionStatus.DONE:
+            verification.recurred(session, action, incident, earlier)
         if action.status in CLOSED or action.id is None:
             continue
         ledger.append(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Literal, get_args
@@ -16,7 +16,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markdown_it import MarkdownIt
 from sqlmodel import Session
 
-from app import actions, findings, incidents, postmortems, review
+from app import actions, findings, incidents, postmortems, review, similar
 from app.actions import Action
 from app.findings import Finding
 from app.incidents import Incident, TimelineEntry
@@ -98,6 +98,7 @@ class ReportData:
     incidents: list[IncidentView]
     findings: list[FindingView]
     actions: list[ActionView]
+    seen_before: list[similar.SeenBefore] = field(default_factory=list)  # earlier postmortems like this one
 
     @property
     def completeness(self) -> review.Completeness:
@@ -218,6 +219,7 @@ def gather(session: Session, postmortem_id: int, today: date) -> ReportData:
         incidents=[IncidentView(i, lines[i.id or 0]) for i in covered],
         findings=finding_views,
         actions=action_views,
+        seen_before=similar.seen_before(session, postmortem),
     )
 
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Field, Session, SQLModel, select
 
-from app import actions, jobs, ledger, telemetry
+from app import actions, jobs, ledger, telemetry, verification
 from app.actions import Action
 from app.context import Context
 from app.db import UTCDateTime, utcnow
@@ -83,6 +83,7 @@ def apply_state(
             action.closed_at = at or utcnow()
         elif new_status not in CLOSED:
             action.closed_at = None
+        verification.follow_status(mappings, action, action.status, new_status, at or utcnow())
         if new_status == ActionStatus.WONT_DO and action.status != ActionStatus.WONT_DO and not action.wont_do_reason:
             # Reading the closing comment is a tracker request: a job does it, outside this transaction.
             reason = {"resolution": state.resolution, "status": state.raw_status}

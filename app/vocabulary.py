@@ -114,6 +114,15 @@ class ActionStatus(StrEnum):
 CLOSED = frozenset({ActionStatus.DONE, ActionStatus.WONT_DO})
 
 
+class VerificationState(StrEnum):
+    """Whether a done action's fix worked, judged against its success metric once the verification falls due."""
+
+    PENDING = "pending"  # done; the outcome is not recorded yet
+    HELD = "held"  # the success metric was met
+    FAILED = "failed"  # it was not
+    RECURRED = "recurred"  # the failure came back (same fingerprint) before anyone said it held
+
+
 class TrackerState(StrEnum):
     """Whether the action's tracker issue is still where Aftermath filed it (`missing`: deleted, or not visible)."""
 
@@ -130,6 +139,7 @@ class LedgerKind(StrEnum):
     DUE_DATE_CHANGED = "due_date_changed"
     REMINDED = "reminded"
     ESCALATED = "escalated"  # one step of the escalation ladder: details carry `level` and `to`
+    VERIFIED = "verified"  # the outcome of a done action's verification: details carry `result` and `note`
     RECURRED = "recurred"
     TRACKER_MISSING = "tracker_missing"
     TRACKER_MOVED = "tracker_moved"

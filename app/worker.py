@@ -16,7 +16,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from app import applier, escalation, filing, ingest, jobs, notify, telemetry, tracking
+from app import applier, escalation, filing, ingest, jobs, notify, telemetry, tracking, verification
 from app.context import Context
 from app.db import is_postgres, utcnow
 
@@ -118,6 +118,8 @@ class Worker:
             audit_due = poll_due and jobs.due(session, "tracker_audit", settings.poll_interval * tracking.AUDIT_EVERY)
             if jobs.due(session, "escalation", escalation.SWEEP_SECONDS):
                 escalation.sweep(session, self.context.mappings, utcnow())
+            if jobs.due(session, "verification", verification.SWEEP_SECONDS):
+                verification.sweep(session, utcnow())
             if jobs.due(session, "reminders", REMINDER_SWEEP_SECONDS):
                 notify.queue_reminders(session, settings.reminder_interval, utcnow())
         if poll_due:

@@ -28,6 +28,12 @@ async def pagerduty() -> Response:
     return Response(status_code=202)
 
 
+@app.get("/bare")
+async def bare() -> dict[str, list[object]]:
+    """The ceiling for GET routes (bench/search.py): a JSON answer computed from nothing."""
+    return {"items": []}
+
+
 def main() -> None:
     import uvicorn
 

@@ -76,7 +76,8 @@ def _truncate(url: str) -> None:
     from sqlalchemy import create_engine
 
     engine = create_engine(url)
-    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    # The search index is written by triggers, which TRUNCATE does not fire: emptied with the tables it indexes.
+    names = ", ".join([*(f'"{t.name}"' for t in metadata.sorted_tables), "search_document"])
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     engine.dispose()

@@ -166,5 +166,6 @@ def test_recurrence_after_all_actions_done_is_flagged(api: TestClient, wired: Co
     assert back["recurred_after_actions_done"] is True
     page = api.get(f"/postmortems/{action['postmortem_id']}", headers=READ)
     assert page.status_code == 200 and "the fix did not work" in page.text and f"recurrence-{back['id']}" in page.text
-    # Done actions get no "recurred" entry and no comment: there is nothing left open to nudge.
-    assert "recurred" not in [e["kind"] for e in _ledger(api, action["id"])]
+    # A done action whose fix was never verified as held is marked recurred, and its closed issue is told.
+    assert "recurred" in [e["kind"] for e in _ledger(api, action["id"])]
+    assert api.get(f"/api/v1/actions/{action['id']}", headers=READ).json()["verification"]["state"] == "recurred"

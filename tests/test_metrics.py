@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app import metrics
 from app.actions import Action
 from app.api.main import create_app
 from app.context import Context, build_context
@@ -339,3 +340,79 @@ def test_summary_needs_a_token_and_aware_ordered_times(client: TestClient) -> No
     assert empty["incidents"] == {"count": 0, "by_severity": {}}
     assert empty["actions"]["completion_rate"] == {"value": None, "count": 0}
     assert empty["window"]["today"] == datetime.now(UTC).date().isoformat()
+
+
+def test_effectiveness_and_follow_through_hand_computed(client: TestClient, context: Context) -> None:
+    """Eight actions, figures worked out by hand (see the comments); held and failed recorded through the route."""
+    pm = make_postmortem(client, _incident(client, "E1", [("triggered", 0)])["id"])
+    finding = add_finding(client, pm["id"])
+    start = datetime.combine(TODAY, datetime.min.time(), UTC)
+    old, young = start - timedelta(days=100), start - timedelta(days=5)
+
+    def action(created: datetime, status: str, done_after: float | None, due_after: int | None, **fields: Any) -> int:
+        due = (created + timedelta(days=due_after)).date().isoformat() if due_after is not None else None
+        found = _action(client, pm["id"], finding["id"], due_date=due, **fields)
+        closed = created + timedelta(days=done_after) if done_after is not None else None
+        _set_action(context, found, status=status, created_at=created, closed_at=closed)
+        return found
+
+    held = action(old, "done", 10, 20, kind="technical", control="test")  # in 30/60/90; on time
+    failed = action(old, "done", 45, 30, kind="technical", control="monitoring")  # in 60/90; late
+    recurred = action(old, "done", 80, None, kind="monitoring", control="monitoring")  # in 90; no due date
+    pending = action(old, "done", 95, 100, kind="process")  # in none; on time (due today)
+    action(old, "open", None, 50)  # decided for 30/60/90 (100 days old), in none; past due: late
+    action(young, "open", None, None)  # five days old, not done: undecided everywhere
+    action(old, "wont_do", None, 10)  # a decision: in no figure
+    action(young, "done", 3, 2)  # done before verifications existed (none); in 30/60/90; late
+    for found, result in ((held, "held"), (failed, "failed")):
+        body = {"result": result, "note": "checked against the success metric"}
+        assert client.post(f"/api/v1/actions/{found}/verification", json=body, headers=WRITE).status_code == 200
+    _set_action(context, recurred, verification_state="recurred")
+    _set_action(context, pending, verification_state="pending")
+
+    summary = _summary(client)
+    outcome = lambda p, h, f, r, rate, n: {  # noqa: E731
+        "pending": p,
+        "verified": h + f,
+        "held": h,
+        "failed": f,
+        "recurred": r,
+        "held_rate": {"value": rate, "count": n},
+    }
+    assert summary["effectiveness"] == {
+        "overall": outcome(1, 1, 1, 1, 1 / 3, 3),  # held / (held + failed + recurred)
+        "by_kind": {
+            "monitoring": outcome(0, 0, 0, 1, 0.0, 1),
+            "process": outcome(1, 0, 0, 0, None, 0),  # nothing known yet: no rate rather than 0
+            "technical": outcome(0, 1, 1, 0, 0.5, 2),
+        },
+        "by_control": {"monitoring": outcome(0, 0, 1, 1, 0.0, 2), "test": outcome(0, 1, 0, 0, 1.0, 1)},
+    }
+    assert summary["follow_through"] == {
+        "within_30_days": {"value": 2 / 6, "count": 6},
+        "within_60_days": {"value": 3 / 6, "count": 6},
+        "within_90_days": {"value": 4 / 6, "count": 6},
+        "on_time": {"value": 2 / 5, "count": 5},
+    }
+    # The same window and filters as the rest of the summary: the last ten days hold the two young actions alone.
+    recent = _summary(client, since=(start - timedelta(days=10)).isoformat())
+    assert recent["effectiveness"]["overall"] == outcome(0, 0, 0, 0, None, 0)
+    assert recent["follow_through"]["within_30_days"] == {"value": 1.0, "count": 1}
+    assert recent["follow_through"]["on_time"] == {"value": 0.0, "count": 1}
+    assert _summary(client, service="Search")["follow_through"]["on_time"] == {"value": None, "count": 0}
+    # The functions the summary is made of answer the same figures on their own (one call per month on /insights).
+    with context.read() as session:
+        alone = metrics.effectiveness(session, today=TODAY)
+        follow = metrics.follow_through(session, since=start - timedelta(days=10), today=TODAY)
+    assert alone.overall.held_rate.value == 1 / 3 and alone.by_control["test"].held == 1
+    assert follow.within_30_days.count == 1
+    text = client.get("/metrics").text.splitlines()
+    for line in (
+        'aftermath_action_verifications{kind="all",state="held"} 1.0',
+        'aftermath_action_verifications{kind="technical",state="failed"} 1.0',
+        'aftermath_action_held_ratio{kind="technical"} 0.5',
+        'aftermath_action_follow_through_ratio{within="60d"} 0.5',
+        'aftermath_action_follow_through_ratio{within="due_date"} 0.4',
+    ):
+        assert line in text, line
+    assert 'aftermath_action_held_ratio{kind="process"}' not in "\n".join(text)

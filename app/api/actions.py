@@ -6,11 +6,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from app import actions, findings
+from app import actions, findings, verification
 from app.api import present
 from app.api.deps import ContextDep, Reader, Writer
 from app.api.params import MAX_ID, Cursor, Limit, after_id
-from app.api.schemas import ActionDetail, ActionOut, ActionPatch, FindingOut, FindingPatch, Page, RefileIn
+from app.api.schemas import (
+    ActionDetail,
+    ActionOut,
+    ActionPatch,
+    FindingOut,
+    FindingPatch,
+    Page,
+    RefileIn,
+    VerificationIn,
+)
 from app.db import utcnow
 from app.vocabulary import ActionStatus
 from connectors.targets import TrackerKind
@@ -100,3 +109,17 @@ def refile_action(context: ContextDep, who: Writer, action_id: Id, body: RefileI
         action = actions.get(session, action_id)
         actions.refile(session, action, body.tracker if body else None, author=who.name)
         return present.action_detail(session, action, utcnow().date())
+
+
+@router.post(
+    "/actions/{action_id}/verification",
+    response_model=ActionDetail,
+    responses={**NOT_FOUND, 409: {"description": "the action is not done: there is no fix to verify yet"}},
+)
+def verify_action(body: VerificationIn, context: ContextDep, who: Writer, action_id: Id) -> ActionDetail:
+    """Record whether a done action's fix held against its success metric (ledger `verified`)."""
+    now = utcnow()
+    with context.write() as session:
+        action = actions.get(session, action_id)
+        verification.record(session, action, body.result, body.note, author=who.name, now=now)
+        return present.action_detail(session, action, now.date())

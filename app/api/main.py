@@ -25,6 +25,7 @@ from app.api import (
     postmortems,
     reports,
     review,
+    search,
     webhooks,
 )
 from app.api.limits import BodyLimit
@@ -99,6 +100,7 @@ def create_app(context: Context, *, embedded_worker: bool | None = None) -> Fast
         ledger,
         dead_letters,
         metrics,
+        search,
         health,
         pages,
     ):

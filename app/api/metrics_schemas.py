@@ -69,6 +69,33 @@ class PostmortemsOut(BaseModel):
     overdue: int = Field(description="still draft or in review after the review due date")
 
 
+class OutcomesOut(BaseModel):
+    pending: int = Field(description="done, outcome not recorded yet")
+    verified: int = Field(description="an outcome recorded by a person: held + failed")
+    held: int
+    failed: int
+    recurred: int = Field(description="the failure came back before the fix was verified as held")
+    held_rate: RatioOut = Field(description="held / (held + failed + recurred); count is that denominator")
+
+
+class EffectivenessOut(BaseModel):
+    overall: OutcomesOut
+    by_kind: dict[str, OutcomesOut] = Field(description="by action kind")
+    by_control: dict[str, OutcomesOut] = Field(description="by preventive control (actions naming one)")
+
+
+class FollowThroughOut(BaseModel):
+    within_30_days: RatioOut = Field(
+        description="done within 30 days of creation / actions whose outcome is decided (done in time, or 30 days "
+        "old); won't do left out"
+    )
+    within_60_days: RatioOut
+    within_90_days: RatioOut
+    on_time: RatioOut = Field(
+        description="done on or before the due date / actions with a due date that are done or past due"
+    )
+
+
 class SummaryOut(BaseModel):
     window: WindowOut
     incidents: IncidentsOut
@@ -78,3 +105,5 @@ class SummaryOut(BaseModel):
     recurrence: RecurrenceOut
     actions: ActionsOut
     postmortems: PostmortemsOut
+    effectiveness: EffectivenessOut = Field(description="whether the fixes of the window's actions worked")
+    follow_through: FollowThroughOut

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from app import actions, findings, incidents, postmortems, recurrence, review
+from app import actions, findings, incidents, postmortems, recurrence, review, similar
 from app.api.deps import ContextDep, Reader
 from app.api.params import MAX_ID
 from app.db import utcnow
@@ -41,5 +41,6 @@ def postmortem_page(context: ContextDep, _: Reader, postmortem_id: int = Path(ge
             action_findings=answers,
             completeness=review.assess(postmortem, finding_rows, action_rows, answers),
             is_overdue=lambda a: actions.is_overdue(a, today),
+            seen_before=similar.seen_before(session, postmortem),
         )
     return HTMLResponse(html)

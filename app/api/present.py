@@ -6,7 +6,7 @@ from datetime import date
 
 from sqlmodel import Session
 
-from app import actions, findings, incidents, ledger, postmortems, recurrence
+from app import actions, findings, incidents, ledger, postmortems, recurrence, similar, verification
 from app.actions import Action
 from app.api.schemas import (
     ActionDetail,
@@ -16,6 +16,7 @@ from app.api.schemas import (
     LedgerOut,
     PostmortemOut,
     RecurrenceOut,
+    SimilarOut,
     TimelineOut,
 )
 from app.incidents import Incident
@@ -47,6 +48,7 @@ def action_bodies(session: Session, rows: list[Action], today: date) -> list[Act
                 "tracker": row.target,
                 "finding_ids": links[row.id or 0],
                 "overdue": actions.is_overdue(row, today),
+                "verification": verification.view(row),
             }
         )
         for row in rows
@@ -90,4 +92,28 @@ def postmortem_bodies(session: Session, rows: list[Postmortem], today: date) -> 
             }
         )
         for row in rows
+    ]
+
+
+def similar_bodies(session: Session, found: list[similar.Similar], today: date) -> list[SimilarOut]:
+    ids = [s.postmortem.id for s in found if s.postmortem.id is not None]
+    finding_rows = findings.of_postmortems(session, ids)
+    action_rows = actions.of_postmortems(session, ids)
+    bodies = action_bodies(session, [a for group in action_rows.values() for a in group], today)
+    by_postmortem: dict[int, list[ActionOut]] = {i: [] for i in ids}
+    for body in bodies:
+        by_postmortem[body.postmortem_id].append(body)
+    return [
+        SimilarOut(
+            postmortem_id=s.postmortem.id or 0,
+            key=s.postmortem.key,
+            title=s.postmortem.title,
+            status=s.postmortem.status,
+            created_at=s.postmortem.created_at,
+            reason=s.reason,
+            score=s.score,
+            findings=[FindingOut.model_validate(f.model_dump()) for f in finding_rows[s.postmortem.id or 0]],
+            actions=by_postmortem[s.postmortem.id or 0],
+        )
+        for s in found
     ]

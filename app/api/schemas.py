@@ -22,6 +22,7 @@ from app.vocabulary import (
     Priority,
     Severity,
     TrackerState,
+    VerificationState,
 )
 from connectors.events import TimelineKind
 from connectors.targets import Target
@@ -203,6 +204,20 @@ class WarningOut(BaseModel):
     message: str = Field(description="the tracker's words")
 
 
+class VerificationOut(BaseModel):
+    state: VerificationState
+    due: date | None = Field(description="when the outcome is asked for: verify_after_days after the action was done")
+    note: str | None
+    verified_at: datetime | None = Field(default=None, description="when the outcome (held or failed) was recorded")
+
+
+class VerificationIn(_Input):
+    result: Literal[VerificationState.HELD, VerificationState.FAILED] = Field(
+        description="held: the success metric was met; failed: it was not"
+    )
+    note: Said | None = None
+
+
 class ActionOut(BaseModel):
     id: int
     postmortem_id: int
@@ -232,6 +247,7 @@ class ActionOut(BaseModel):
         description="the highest step of the escalation ladder taken (0: the owner was told at the due date)"
     )
     escalated_at: datetime | None
+    verification: VerificationOut | None = Field(description="whether the fix worked; null until the action is done")
     created_at: datetime
     updated_at: datetime
 
@@ -341,3 +357,26 @@ class VerifyOut(BaseModel):
     entries: int
     first_bad_id: int | None = None
     head_hash: str = Field(description="hash of the last verified entry; keep it to detect entries cut off the end")
+
+
+class SearchHitOut(BaseModel):
+    type: Literal["postmortem", "finding", "action", "incident"]
+    id: int = Field(description="the id of the postmortem, finding, action or incident")
+    postmortem_id: int | None = Field(description="the postmortem it belongs to (an incident's, if it has one)")
+    title: str = Field(description="its title; a finding's statement")
+    snippet: str = Field(description="HTML: the matching text escaped, the matched words in <mark>")
+    score: float = Field(description="higher is better; comparable within one search only")
+
+
+class SimilarOut(BaseModel):
+    postmortem_id: int
+    key: str | None
+    title: str
+    status: PostmortemStatus
+    created_at: datetime
+    reason: Literal["same_fingerprint", "same_service_and_category", "similar_text"] = Field(
+        description="why it is like this one; the reasons rank in this order"
+    )
+    score: float = Field(description="3, 2 or 1 for the reason, plus text similarity below 1")
+    findings: list[FindingOut]
+    actions: list[ActionOut] = Field(description="what was tried last time: each with its status and verification")
