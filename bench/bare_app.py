@@ -28,6 +28,12 @@ async def pagerduty() -> Response:
     return Response(status_code=202)
 
 
+@app.get("/bare")
+async def bare() -> Response:
+    """The ceiling for the pages (bench/pages.py): a GET answering a small HTML page."""
+    return Response("<!doctype html><title>bare</title><p>bare</p>", media_type="text/html")
+
+
 def main() -> None:
     import uvicorn
 
