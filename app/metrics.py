@@ -231,10 +231,17 @@ def by_month(
     service: str | None = None,
     team: str | None = None,
     today: date,
-) -> list[Month]:
-    """`summary`'s incident figures (the same aggregates, see there) per month of trigger time, oldest first, in one
-    query grouped by month; months without incidents are left out."""
+) -> tuple[list[Month], dict[str, CategoryRecurrence]]:
+    """What /insights draws: `summary`'s incident figures (the same aggregates, see there) per month of trigger time,
+    oldest first, months without incidents left out; and `summary`'s recurrence by finding category over the window.
+    The two passes run at once, as `summary`'s do."""
     window = Window(since, until, service, team, today)
+    months, by_category = run_passes(session, window, [_month_pass, _recurrence_by_category])
+    return months, by_category
+
+
+def _month_pass(session: Session, window: Window) -> list[Month]:
+    """The incident pass grouped by month, in one query."""
     triggered = col(Incident.triggered_at)
     month = (
         func.to_char(func.timezone("UTC", triggered), "YYYY-MM")
@@ -250,19 +257,6 @@ def by_month(
         year, number = (int(part) for part in str(row["month"]).split("-"))
         months.append(Month(date(year, number, 1), *_incident_figures(row)))
     return months
-
-
-def recurrence_by_category(
-    session: Session,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    service: str | None = None,
-    team: str | None = None,
-    today: date,
-) -> dict[str, CategoryRecurrence]:
-    """`summary`'s recurrence by finding category alone (the same pass)."""
-    return _recurrence_by_category(session, Window(since, until, service, team, today))
 
 
 def _recurrence_pass(session: Session, window: Window) -> RecurrenceFigures:

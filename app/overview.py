@@ -6,10 +6,11 @@ count and a link to the filtered /actions list instead."""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy.orm import aliased
@@ -19,9 +20,9 @@ from app.actions import Action
 from app.incidents import Incident
 from app.ledger import LedgerEntry
 from app.postmortems import UNPUBLISHED, Postmortem
-from app.vocabulary import CLOSED, LedgerKind
+from app.vocabulary import CLOSED, ActionStatus, LedgerKind
 
-CAP = 200
+CAP = 100
 DUE_SOON_DAYS = 7
 RECURRENCE_DAYS = 30
 RECENT_DAYS = 7
@@ -106,21 +107,36 @@ class Overview:
     labels: dict[int, Label]
 
 
-def _open_due_by(today: date) -> Any:
-    return col(Action.status).not_in(CLOSED) & (col(Action.due_date) < today + timedelta(days=DUE_SOON_DAYS + 1))
+# Open statuses by name rather than NOT IN (closed): each is then a range of ix_action_status_due_date.
+OPEN = tuple(s for s in ActionStatus if s not in CLOSED)
+
+
+def _late(session: Session, today: date) -> tuple[int, int, list[Action]]:
+    """Overdue and due-soon counts, and the first CAP of those actions, earliest due first.
+
+    One index range per open status (status, due_date < cutoff), merged here: a single ORDER BY due_date over all open
+    statuses walked the due-date index through every closed action due earlier (77 ms over 100,000 actions)."""
+    cutoff = today + timedelta(days=DUE_SOON_DAYS + 1)
+    due = col(Action.due_date)
+    counts = session.execute(
+        select(func.count().filter(due < today), func.count())
+        .select_from(Action)
+        .where(col(Action.status).in_(OPEN), due < cutoff)
+    ).one()
+    ranges = [
+        session.exec(
+            select(Action).where(col(Action.status) == status, due < cutoff).order_by(due, col(Action.id)).limit(CAP)
+        ).all()
+        for status in OPEN
+    ]
+    merged = heapq.merge(*ranges, key=lambda a: (a.due_date, a.id))
+    return int(counts[0]), int(counts[1]), list(itertools.islice(merged, CAP))
 
 
 def overview(session: Session, now: datetime) -> Overview:
     """The overview at `now`: due soon means due today or within the next 7 days, overdue due before today."""
     today = now.astimezone(UTC).date()
-    soon = _open_due_by(today)
-    counts = session.execute(
-        select(func.count().filter(col(Action.due_date) < today), func.count()).select_from(Action).where(soon)
-    ).one()
-    overdue_count, in_window = int(counts[0]), int(counts[1])
-    late = list(
-        session.exec(select(Action).where(soon).order_by(col(Action.due_date), col(Action.id)).limit(CAP)).all()
-    )
+    overdue_count, in_window, late = _late(session, today)
     late_reviews = list(
         session.exec(
             select(Postmortem)
@@ -132,7 +148,7 @@ def overview(session: Session, now: datetime) -> Overview:
     escalated = list(
         session.exec(
             select(Action)
-            .where(col(Action.escalation_level) >= 1, col(Action.status).not_in(CLOSED))
+            .where(col(Action.escalation_level) >= 1, col(Action.status).in_(OPEN))
             .order_by(col(Action.escalation_level).desc(), col(Action.due_date), col(Action.id))
             .limit(CAP)
         ).all()

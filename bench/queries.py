@@ -32,14 +32,14 @@ TOKEN = "bench-api-token-0000"  # the one bench/common.py configures; 16 charact
 # keeps up: the list of overdue actions is short, which is the hard case for a query that pages by id).
 LOAD = f"""
 INSERT INTO postmortem (id, key, title, status, owner, summary, impact_start, impact_end, review_due, trigger, version,
-                        created_at, updated_at, published_at)
+                        created_at, updated_at, published_at, participants)
 SELECT g, 'PM-' || g, 'Postmortem ' || g, (ARRAY['draft','in_review','published','closed'])[1 + g % 4],
        'owner' || (g % {OWNERS}), 'Summary of postmortem ' || g,
        CASE WHEN g % 3 = 0 THEN now() - (g % 365) * interval '1 day' END,
        CASE WHEN g % 3 = 0 THEN now() - (g % 365) * interval '1 day' + interval '2 hours' END,
        current_date - (g % 365) + 7, 'high-severity', 1,
        now() - (g % 365) * interval '1 day', now() - (g % 365) * interval '1 day',
-       CASE WHEN g % 4 >= 2 THEN now() - (g % 365) * interval '1 day' + interval '3 days' END
+       CASE WHEN g % 4 >= 2 THEN now() - (g % 365) * interval '1 day' + interval '3 days' END, '[]'::json
 FROM generate_series(1, {POSTMORTEMS}) g;
 
 INSERT INTO incident (id, source, external_id, title, service, team, severity, priority, urgency, status, triggered_at,
@@ -62,7 +62,7 @@ FROM generate_series(1, {FINDINGS}) g;
 
 INSERT INTO action (id, postmortem_id, title, description, kind, owner, due_date, priority, success_metric, target,
                     tracker_kind, tracker_key, tracker_url, tracker_status, tracker_state, status, filed_at, closed_at,
-                    created_at, updated_at)
+                    created_at, updated_at, warnings)
 SELECT g, 1 + (g - 1) % {POSTMORTEMS}, 'Action ' || g, 'Do the thing number ' || g,
        (ARRAY['technical','process','organizational','monitoring','test'])[1 + g % 5],
        'owner' || ((g * 7) % {OWNERS}),
@@ -75,7 +75,7 @@ SELECT g, 1 + (g - 1) % {POSTMORTEMS}, 'Action ' || g, 'Do the thing number ' ||
        CASE WHEN s.st = 'unfiled' THEN NULL ELSE initcap(replace(s.st, '_', ' ')) END, 'ok', s.st,
        CASE WHEN s.st <> 'unfiled' THEN now() - ((g * 37) % 270) * interval '1 day' END,
        CASE WHEN s.st IN ('done', 'wont_do') THEN now() - ((g * 13) % 120) * interval '1 day' END,
-       now() - ((g * 37) % 270) * interval '1 day', now()
+       now() - ((g * 37) % 270) * interval '1 day', now(), '[]'::json
 FROM generate_series(1, {ACTIONS}) g,
      LATERAL (SELECT CASE WHEN (g * 7919) % 100 < 5 THEN 'unfiled' WHEN (g * 7919) % 100 < 35 THEN 'open'
                           WHEN (g * 7919) % 100 < 50 THEN 'in_progress' WHEN (g * 7919) % 100 < 95 THEN 'done'

@@ -147,8 +147,7 @@ def insights_page(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "until: must be after since")
     today, service, team = now.date(), service or None, team or None  # an empty form field: no filter
     with context.read() as session:
-        months = metrics.by_month(session, since=since, until=until, service=service, team=team, today=today)
-        by_category = metrics.recurrence_by_category(
+        months, by_category = metrics.by_month(
             session, since=since, until=until, service=service, team=team, today=today
         )
     drawn = [
