@@ -7,15 +7,21 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from app.api import humane
-from app.context import Context
+from app.api.main import create_app
+from app.context import Context, build_context
+from tests.conftest import ROOT, make_settings
 from tests.helpers import READ, WRITE
 from tests.pages_data import NASTY_TITLE, Built, build
 
@@ -313,3 +319,29 @@ def test_human_durations() -> None:
         assert humane.since(datetime.fromtimestamp(start.timestamp() + seconds, UTC), start) == text
     assert humane.since(start, datetime.fromtimestamp(start.timestamp() + 12, UTC)) == "-12s"
     assert humane.since(None, start) == "" and str(humane.when(None)) == "—"
+
+
+def test_demo_data_fills_a_database_the_pages_show(tmp_path: Path) -> None:
+    """`aftermath demo-data` as a new user runs it, then the pages over what it wrote (SQLite)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AFTERMATH_")}
+    env |= {"AFTERMATH_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "demo-data", "--postmortems", "30"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"added 30 incidents, 30 postmortems, 60 findings, \d+ actions", done.stdout), done.stdout
+    context = build_context(make_settings(env["AFTERMATH_DATABASE_URL"]))
+    try:
+        with TestClient(create_app(context, embedded_worker=False)) as client:
+            overview = _page(client, "/")
+            assert _row_ids(overview, "due-action-") and "reviews past due" in overview
+            assert len(_row_ids(_page(client, "/actions", per_page=500))) >= 90  # 3 to 7 actions each
+            insights = _page(client, "/insights")
+            assert insights.count("<svg") == 5 and "No data in this window" not in insights
+    finally:
+        context.engine.dispose()

@@ -156,6 +156,8 @@ def insights_page(
         charts.durations("MTTD", "time from impact start to trigger", months, "mttd"),
         charts.severities(months),
         charts.recurrences(by_category),
+        # MERGE POINT (the learning issue): "follow-through and on-time rate per month" and "effectiveness" from
+        # app/metrics.py's follow_through and effectiveness go here, one charts.* builder each (see insights.html).
     ]
     return _render(
         "insights.html",
