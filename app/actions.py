@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -48,11 +49,13 @@ class Action(SQLModel, table=True):
     # (open and overdue: 53 ms over 100,000 actions when none was overdue, 14 ms with (status, id)).
     # owner= matches whatever the case (e-mail addresses are written both ways): owner_key is the owner in lower case.
     # (status, due_date) hands the escalation sweep the open, overdue actions alone, however many are done.
+    # escalation_level: the few escalated actions (the overview, ?escalated=true) without reading all of them.
     __table_args__ = (
         Index("ix_action_status_id", "status", "id"),
         Index("ix_action_owner_key_id", "owner_key", "id"),
         Index("ix_action_status_due_date", "status", "due_date"),
         Index("ix_action_verification_state_due", "verification_state", "verification_due"),
+        Index("ix_action_escalation_level", "escalation_level"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -357,41 +360,86 @@ def is_overdue(action: Action, today: date) -> bool:
     return action.due_date is not None and action.due_date < today and action.status not in CLOSED
 
 
-def list_page(
-    session: Session,
-    *,
-    status: list[ActionStatus] | None,
-    owner: str | None,
-    overdue: bool | None,
-    postmortem_id: int | None,
-    tracker: str | None,
-    finding_id: int | None,
-    today: date,
-    after: int | None,
-    limit: int,
-    escalated: bool | None = None,
-) -> tuple[list[Action], str | None]:
-    query = select(Action)
-    if status:
-        query = query.where(Action.status.in_(status))  # type: ignore[attr-defined]
-    if owner:
-        query = query.where(Action.owner_key == owner_key(owner))
-    if overdue is not None:
+@dataclass(frozen=True)
+class ActionFilter:
+    """Which actions a list shows: the API's list, its CSV export and the /actions page read the same object.
+
+    team and service: actions of a postmortem covering an incident of that team or service (an action has no team of
+    its own). Unset fields do not filter."""
+
+    status: tuple[ActionStatus, ...] = ()
+    owner: str | None = None
+    overdue: bool | None = None
+    postmortem_id: int | None = None
+    tracker: str | None = None
+    finding_id: int | None = None
+    escalated: bool | None = None
+    team: str | None = None
+    service: str | None = None
+
+
+# The columns a list may be sorted by; id breaks ties, so a page boundary never splits equal values unpredictably.
+SORTABLE: dict[str, Any] = {
+    "id": Action.id,
+    "due_date": Action.due_date,
+    "status": Action.status,
+    "owner": Action.owner_key,
+    "priority": Action.priority,
+    "escalation_level": Action.escalation_level,
+    "postmortem": Action.postmortem_id,
+    "title": Action.title,
+}
+
+
+def filtered(query: Any, where: ActionFilter, today: date) -> Any:
+    """`query` (over Action) narrowed to the actions `where` selects."""
+    if where.status:
+        query = query.where(Action.status.in_(where.status))  # type: ignore[attr-defined]
+    if where.owner:
+        query = query.where(Action.owner_key == owner_key(where.owner))
+    if where.overdue is not None:
         late = (Action.due_date < today) & Action.status.not_in(CLOSED)  # type: ignore[operator,attr-defined]
         # SQL's NOT of a NULL comparison is NULL: an action without a due date is explicitly "not overdue".
-        query = query.where(late if overdue else (Action.due_date.is_(None) | ~late))  # type: ignore[union-attr]
-    if postmortem_id is not None:
-        query = query.where(Action.postmortem_id == postmortem_id)
-    if tracker:
-        query = query.where(Action.tracker_kind == tracker)
-    if finding_id is not None:
-        linked = select(ActionFinding.action_id).where(ActionFinding.finding_id == finding_id)
+        query = query.where(late if where.overdue else (Action.due_date.is_(None) | ~late))  # type: ignore[union-attr]
+    if where.postmortem_id is not None:
+        query = query.where(Action.postmortem_id == where.postmortem_id)
+    if where.tracker:
+        query = query.where(Action.tracker_kind == where.tracker)
+    if where.finding_id is not None:
+        linked = select(ActionFinding.action_id).where(ActionFinding.finding_id == where.finding_id)
         query = query.where(Action.id.in_(linked))  # type: ignore[union-attr]
-    if escalated is not None:
+    if where.escalated is not None:
         # Level 0 is the owner's own nudge at the due date; escalated means someone above was told.
         above = Action.escalation_level >= 1  # type: ignore[operator]
-        query = query.where(above if escalated else (Action.escalation_level.is_(None) | ~above))  # type: ignore[union-attr]
-    return page(session, query, Action.id, after, limit)
+        query = query.where(above if where.escalated else (Action.escalation_level.is_(None) | ~above))  # type: ignore[union-attr]
+    if where.team is not None or where.service is not None:
+        covered = select(Incident.postmortem_id).where(Incident.postmortem_id.is_not(None))  # type: ignore[union-attr]
+        if where.team is not None:
+            covered = covered.where(Incident.team == where.team)
+        if where.service is not None:
+            covered = covered.where(Incident.service == where.service)
+        query = query.where(Action.postmortem_id.in_(covered))  # type: ignore[attr-defined]
+    return query
+
+
+def list_page(
+    session: Session, where: ActionFilter, *, today: date, after: int | None, limit: int
+) -> tuple[list[Action], str | None]:
+    """One page of the API's list, in id order (keyset: the cursor is the last id)."""
+    return page(session, filtered(select(Action), where, today), Action.id, after, limit)
+
+
+def sorted_page(
+    session: Session, where: ActionFilter, *, today: date, sort: str, descending: bool, offset: int, limit: int
+) -> tuple[list[Action], bool]:
+    """One page of the list sorted by a SORTABLE column (then id), and whether another page follows.
+
+    Offset paging: people jump between pages of a sorted list, and no total count is taken (one query fewer)."""
+    column = SORTABLE[sort]
+    order = [column.desc().nulls_last(), Action.id.desc()] if descending else [column.asc().nulls_last(), Action.id]  # type: ignore[union-attr]
+    query = filtered(select(Action), where, today).order_by(*order).offset(offset).limit(limit + 1)
+    rows = list(session.exec(query).all())
+    return rows[:limit], len(rows) > limit
 
 
 def of_postmortems(session: Session, postmortem_ids: list[int]) -> dict[int, list[Action]]:

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from app import __version__, embedded, migrations, shipped, tokens
 from app.context import Context, build_context
+from app.db import utcnow
 from app.logs import configure
 from app.mapping_summary import describe
 from app.mappings import FILES, load_mappings, sources
@@ -244,6 +245,26 @@ def migrate() -> None:
     context = _context()
     _migrate(context)
     typer.echo(f"database at {migrations.head_revision()}")
+
+
+@cli.command("demo-data")
+def demo_data(
+    postmortems: Annotated[
+        int, typer.Option(min=1, max=100_000, help="postmortems to add (about 5 actions each)")
+    ] = 60,
+    seed: Annotated[int, typer.Option(help="the same seed gives the same data")] = 7,
+) -> None:
+    """Fill the database with a year of made-up incidents, postmortems and actions, to look at the pages."""
+    from app import demo
+
+    context = _context()
+    _migrate(context)
+    with context.write() as session:
+        filled = demo.fill(session, now=utcnow(), postmortems=postmortems, seed=seed)
+    typer.echo(
+        f"added {filled.incidents} incidents, {filled.postmortems} postmortems, {filled.findings} findings, "
+        f"{filled.actions} actions; open {context.settings.public_url}/ (the token as the Basic password)"
+    )
 
 
 @cli.command("check-mappings")

@@ -254,20 +254,20 @@ def _where_owner(query: Any, window: Window, incident: Any = Incident) -> Any:
     return query
 
 
-def _incident_pass(session: Session, window: Window) -> tuple[IncidentFigures, Durations, Durations, Durations]:
-    """Counts by severity and MTTA/MTTR/MTTD over the window's incidents, in one query."""
+def _incident_columns(session: Session) -> list[Any]:
+    """Counts by severity and MTTA/MTTR/MTTD as labelled aggregates over incidents (joined to their postmortem)."""
     triggered, acknowledged = col(Incident.triggered_at), col(Incident.acknowledged_at)
     resolved = case((col(Incident.status) == IncidentStatus.RESOLVED, col(Incident.resolved_at)))
-    columns = [
+    return [
         func.count().label("incidents"),
         *(count_if(col(Incident.severity) == severity).label(f"severity_{severity}") for severity in Severity),
         *duration_columns(session, "mtta", triggered, acknowledged),
         *duration_columns(session, "mttr", triggered, resolved),
         *duration_columns(session, "mttd", col(Postmortem.impact_start), triggered),
     ]
-    query = sa_select(*columns).select_from(Incident)
-    query = query.outerjoin(Postmortem, col(Incident.postmortem_id) == col(Postmortem.id))
-    row = one_row(session, _where_incident(query, window))
+
+
+def _incident_figures(row: dict[str, Any]) -> tuple[IncidentFigures, Durations, Durations, Durations]:
     by_severity = {str(s): int(row[f"severity_{s}"]) for s in Severity if row[f"severity_{s}"]}
     return (
         IncidentFigures(int(row["incidents"]), dict(sorted(by_severity.items()))),
@@ -275,6 +275,60 @@ def _incident_pass(session: Session, window: Window) -> tuple[IncidentFigures, D
         durations_from(row, "mttr"),
         durations_from(row, "mttd"),
     )
+
+
+def _incident_pass(session: Session, window: Window) -> tuple[IncidentFigures, Durations, Durations, Durations]:
+    """Counts by severity and MTTA/MTTR/MTTD over the window's incidents, in one query."""
+    query = sa_select(*_incident_columns(session)).select_from(Incident)
+    query = query.outerjoin(Postmortem, col(Incident.postmortem_id) == col(Postmortem.id))
+    return _incident_figures(one_row(session, _where_incident(query, window)))
+
+
+@dataclass(frozen=True)
+class Month:
+    """The incident figures of the incidents triggered in one calendar month (UTC)."""
+
+    month: date  # its first day
+    incidents: IncidentFigures
+    mtta: Durations
+    mttr: Durations
+    mttd: Durations
+
+
+def by_month(
+    session: Session,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    service: str | None = None,
+    team: str | None = None,
+    today: date,
+) -> tuple[list[Month], dict[str, CategoryRecurrence]]:
+    """What /insights draws: `summary`'s incident figures (the same aggregates, see there) per month of trigger time,
+    oldest first, months without incidents left out; and `summary`'s recurrence by finding category over the window.
+    The two passes run at once, as `summary`'s do."""
+    window = Window(since, until, service, team, today)
+    months, by_category = run_passes(session, window, [_month_pass, _recurrence_by_category])
+    return months, by_category
+
+
+def _month_pass(session: Session, window: Window) -> list[Month]:
+    """The incident pass grouped by month, in one query."""
+    triggered = col(Incident.triggered_at)
+    month = (
+        func.to_char(func.timezone("UTC", triggered), "YYYY-MM")
+        if is_postgres(session)
+        else func.strftime("%Y-%m", triggered)
+    ).label("month")
+    query = sa_select(month, *_incident_columns(session)).select_from(Incident)
+    query = query.outerjoin(Postmortem, col(Incident.postmortem_id) == col(Postmortem.id))
+    query = _where_incident(query, window).where(triggered.is_not(None)).group_by(month).order_by(month)
+    months = []
+    for found in session.execute(query).all():
+        row = dict(found._mapping)
+        year, number = (int(part) for part in str(row["month"]).split("-"))
+        months.append(Month(date(year, number, 1), *_incident_figures(row)))
+    return months
 
 
 def _recurrence_pass(session: Session, window: Window) -> RecurrenceFigures:

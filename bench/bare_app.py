@@ -34,6 +34,12 @@ async def bare() -> dict[str, list[object]]:
     return {"items": []}
 
 
+@app.get("/bare-page")
+async def bare_page() -> Response:
+    """The ceiling for the pages (bench/pages.py): a GET answering a small HTML page."""
+    return Response("<!doctype html><title>bare</title><p>bare</p>", media_type="text/html")
+
+
 def main() -> None:
     import uvicorn
 

@@ -265,7 +265,9 @@ def test_the_executive_report_tells_an_accepted_risk_from_an_open_finding(client
     post_pd(client, pd_event("incident.triggered", event_id="E-RISK", incident_id="RISK", urgency="low"))
     pm = _post(client, f"/api/v1/incidents/{first_incident(client)['id']}/postmortem", {})
     findings = f"/api/v1/postmortems/{pm['id']}/findings"
-    _post(client, findings, {"kind": "response_gap", "statement": "Runbook stale.", "accepted_risk": "Dana accepts it."})
+    _post(
+        client, findings, {"kind": "response_gap", "statement": "Runbook stale.", "accepted_risk": "Dana accepts it."}
+    )
     _post(client, findings, {"kind": "detection_gap", "statement": "No pool alert."})
     report = client.get(f"/api/v1/postmortems/{pm['id']}/report", params={"audience": "executive"}, headers=READ).text
     assert "Runbook stale. (finding 1) — risk accepted" in report, report

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator
+from datetime import date
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
 
-from app import actions, findings, verification
+from app import actions, exports, findings, overview, verification
 from app.api import present
 from app.api.deps import ContextDep, Reader, Writer
 from app.api.params import MAX_ID, Cursor, Limit, after_id
@@ -14,15 +19,15 @@ from app.api.schemas import (
     ActionDetail,
     ActionOut,
     ActionPatch,
+    ActionQuery,
     FindingOut,
     FindingPatch,
     Page,
     RefileIn,
     VerificationIn,
 )
+from app.context import Context
 from app.db import utcnow
-from app.vocabulary import ActionStatus
-from connectors.targets import TrackerKind
 
 router = APIRouter(prefix="/api/v1", tags=["actions"])
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -39,38 +44,76 @@ def update_finding(body: FindingPatch, context: ContextDep, who: Writer, finding
         return FindingOut.model_validate(finding.model_dump())
 
 
-@router.get("/actions", response_model=Page[ActionOut])
+def action_filter(query: Annotated[ActionQuery, Query()]) -> actions.ActionFilter:
+    """The API list's filters (its CSV export's too); the /actions page reads the same model (`page_filter`)."""
+    return query.to_filter()
+
+
+def page_filter(request: Request) -> actions.ActionFilter:
+    """The /actions page's filters: ActionQuery's, from a query string an HTML form wrote, where a field left at
+    "any" or empty arrives as `name=` (no filter, not a malformed value)."""
+    data: dict[str, Any] = {}
+    for name, value in request.query_params.multi_items():
+        if value == "" or name not in ActionQuery.model_fields:
+            continue
+        if name == "status":
+            data.setdefault(name, []).append(value)
+        else:
+            data[name] = value
+    try:
+        return ActionQuery.model_validate(data).to_filter()
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("query", *e["loc"])} for e in exc.errors(include_url=False, include_context=False)]
+        ) from None
+
+
+ActionFilterDep = Annotated[actions.ActionFilter, Depends(action_filter)]
+CSV_BATCH = 1000
+
+
+@router.get(
+    "/actions",
+    response_model=Page[ActionOut],
+    responses={200: {"content": {"text/csv": {}}, "description": "JSON, or with format=csv or Accept: text/csv, CSV"}},
+)
 def list_actions(
+    request: Request,
     context: ContextDep,
     _: Reader,
-    status: Annotated[list[ActionStatus] | None, Query(description="repeat for several")] = None,
-    owner: str | None = None,
-    overdue: bool | None = None,
-    postmortem_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    tracker: Annotated[TrackerKind | None, Query(description="the kind of tracker the action is filed in")] = None,
-    finding_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    escalated: Annotated[
-        bool | None, Query(description="true: actions whose escalation reached level 1 or above (past the owner)")
-    ] = None,
+    where: ActionFilterDep,
     cursor: Cursor = None,
     limit: Limit = 100,
-) -> Page[ActionOut]:
+    format: Annotated[
+        Literal["json", "csv"] | None,
+        Query(description="csv: every matching action as CSV (cursor and limit do not apply); also Accept: text/csv"),
+    ] = None,
+) -> Page[ActionOut] | StreamingResponse:
     today = utcnow().date()
-    with context.read() as session:
-        rows, next_cursor = actions.list_page(
-            session,
-            status=list(status) if status else None,
-            owner=owner,
-            overdue=overdue,
-            postmortem_id=postmortem_id,
-            tracker=tracker,
-            finding_id=finding_id,
-            escalated=escalated,
-            today=today,
-            after=after_id(cursor),
-            limit=limit,
+    if format == "csv" or (format is None and "text/csv" in request.headers.get("accept", "")):
+        return StreamingResponse(
+            exports.lines(_csv_rows(context, where, today)),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="actions.csv"'},
         )
+    with context.read() as session:
+        rows, next_cursor = actions.list_page(session, where, today=today, after=after_id(cursor), limit=limit)
         return Page(items=present.action_bodies(session, rows, today), next_cursor=next_cursor)
+
+
+def _csv_rows(context: Context, where: actions.ActionFilter, today: date) -> Iterator[list[str]]:
+    """Every matching action in id order, read a batch per transaction so no long one holds the database."""
+    after: int | None = None
+    while True:
+        with context.read() as session:
+            rows, cursor = actions.list_page(session, where, today=today, after=after, limit=CSV_BATCH)
+            keys = {p: label.key for p, label in overview.labels(session, [a.postmortem_id for a in rows]).items()}
+            links = actions.finding_ids_of(session, [a.id for a in rows if a.id is not None])
+            batch = [exports.action_row(a, keys.get(a.postmortem_id), links[a.id or 0], today) for a in rows]
+        yield from batch
+        if cursor is None:
+            return
+        after = int(cursor)
 
 
 @router.get("/actions/{action_id}", response_model=ActionDetail, responses=NOT_FOUND)

@@ -15,6 +15,14 @@ Limit = Annotated[int, Query(ge=1, le=500, description="page size, at most 500")
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
 
 
+def _blank_is_none(value: object) -> object:
+    # An HTML form sends "any" as an empty value (`?overdue=&owner=`): no filter, not a malformed boolean.
+    return None if value == "" else value
+
+
+Blank = BeforeValidator(_blank_is_none)
+
+
 def _date_is_midnight_utc(value: object) -> object:
     # `?since=2026-04-01` is what people type; a bare date has no zone to be naive about, so read it as UTC.
     if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):

@@ -7,6 +7,7 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from app.actions import ActionFilter
 from app.api.params import MAX_ID, UTCTime
 from app.participants import Participant, Participants
 from app.vocabulary import (
@@ -25,7 +26,7 @@ from app.vocabulary import (
     VerificationState,
 )
 from connectors.events import TimelineKind
-from connectors.targets import Target
+from connectors.targets import Target, TrackerKind
 
 T = TypeVar("T")
 
@@ -216,6 +217,37 @@ class VerificationIn(_Input):
         description="held: the success metric was met; failed: it was not"
     )
     note: Said | None = None
+
+
+class ActionQuery(BaseModel):
+    """The action list's filters as query parameters: the API list, its CSV export and the /actions page."""
+
+    status: list[ActionStatus] = Field(default_factory=list, description="repeat for several")
+    owner: str | None = Field(default=None, max_length=255, description="whatever the case")
+    overdue: bool | None = None
+    postmortem_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    tracker: TrackerKind | None = Field(default=None, description="the kind of tracker the action is filed in")
+    finding_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    escalated: bool | None = Field(
+        default=None, description="true: actions whose escalation reached level 1 or above (past the owner)"
+    )
+    team: str | None = Field(default=None, max_length=255, description="of a postmortem covering this team's incident")
+    service: str | None = Field(
+        default=None, max_length=255, description="of a postmortem covering an incident of this service"
+    )
+
+    def to_filter(self) -> ActionFilter:
+        return ActionFilter(
+            status=tuple(dict.fromkeys(self.status)),
+            owner=self.owner or None,
+            overdue=self.overdue,
+            postmortem_id=self.postmortem_id,
+            tracker=self.tracker,
+            finding_id=self.finding_id,
+            escalated=self.escalated,
+            team=self.team or None,
+            service=self.service or None,
+        )
 
 
 class ActionOut(BaseModel):
