@@ -225,6 +225,15 @@ def incidents_of(session: Session, postmortem_id: int) -> list[Incident]:
     return list(session.exec(query).all())
 
 
+def _filtered(query: Any, status: PostmortemStatus | None, overdue: bool | None, today: date) -> Any:
+    if status:
+        query = query.where(Postmortem.status == status)
+    if overdue is not None:
+        late = (Postmortem.review_due < today) & Postmortem.status.in_(UNPUBLISHED)  # type: ignore[operator,attr-defined]
+        query = query.where(late if overdue else (Postmortem.review_due.is_(None) | ~late))  # type: ignore[union-attr]
+    return query
+
+
 def list_page(
     session: Session,
     *,
@@ -234,13 +243,17 @@ def list_page(
     after: int | None,
     limit: int,
 ) -> tuple[list[Postmortem], str | None]:
-    query = select(Postmortem)
-    if status:
-        query = query.where(Postmortem.status == status)
-    if overdue is not None:
-        late = (Postmortem.review_due < today) & Postmortem.status.in_(UNPUBLISHED)  # type: ignore[operator,attr-defined]
-        query = query.where(late if overdue else (Postmortem.review_due.is_(None) | ~late))  # type: ignore[union-attr]
-    return page(session, query, Postmortem.id, after, limit)
+    return page(session, _filtered(select(Postmortem), status, overdue, today), Postmortem.id, after, limit)
+
+
+def newest_page(
+    session: Session, *, status: PostmortemStatus | None, overdue: bool | None, today: date, offset: int, limit: int
+) -> tuple[list[Postmortem], bool]:
+    """The list's filters, newest first (for people), a page at a time, and whether another page follows."""
+    query = _filtered(select(Postmortem), status, overdue, today)
+    ordered = query.order_by(Postmortem.id.desc()).offset(offset).limit(limit + 1)  # type: ignore[union-attr]
+    rows: list[Postmortem] = list(session.exec(ordered).all())
+    return rows[:limit], len(rows) > limit
 
 
 def is_overdue(postmortem: Postmortem, today: date) -> bool:

@@ -25,7 +25,7 @@ from tests.conftest import ROOT, make_settings
 from tests.helpers import READ, WRITE
 from tests.pages_data import NASTY_TITLE, Built, build
 
-PAGES = ["/", "/actions", "/insights"]
+PAGES = ["/", "/actions", "/insights", "/postmortems"]
 BASIC = ("anyone", "test-reader-token")
 
 
@@ -159,6 +159,21 @@ def test_action_list_sorts_and_pages(client: TestClient, built: Built) -> None:
     assert 'rel="next"' in first and 'rel="prev"' not in first
     assert 'rel="prev"' in second and 'rel="next"' not in second
     assert "No action matches" in _page(client, "/actions", per_page=4, page=3)
+
+
+def test_postmortem_list_newest_first_with_its_filters(client: TestClient, built: Built) -> None:
+    def listed(**params: object) -> list[int]:
+        return _row_ids(_page(client, "/postmortems", **params), "row-postmortem-")
+
+    newest_first = sorted([built.old_pm, built.recent_pm], reverse=True)
+    assert listed() == newest_first
+    assert listed(overdue="true") == [built.old_pm] and listed(overdue="false") == [built.recent_pm]
+    assert listed(status="draft", overdue="") == newest_first and listed(status="published") == []
+    html = _page(client, "/postmortems")
+    assert f'<a href="/postmortems/{built.old_pm}">PM-' in html and "Payments SRE" in html
+    assert 'aria-current="page">Postmortems<' in html
+    for bad in ({"status": "lost"}, {"overdue": "maybe"}, {"page": "0"}):
+        assert client.get("/postmortems", params=bad, auth=BASIC).status_code == 422, bad
 
 
 def test_action_rows_link_to_their_issue_and_finding(client: TestClient, built: Built) -> None:
@@ -345,3 +360,19 @@ def test_demo_data_fills_a_database_the_pages_show(tmp_path: Path) -> None:
             assert insights.count("<svg") == 5 and "No data in this window" not in insights
     finally:
         context.engine.dispose()
+
+
+def test_csv_export_reads_batch_after_batch_and_refuses_what_the_database_would(
+    client: TestClient, built: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.api import actions as action_routes
+
+    monkeypatch.setattr(action_routes, "CSV_BATCH", 2)
+    rows = _csv(client.get("/api/v1/actions", params={"format": "csv"}, headers=READ).text)
+    listed = client.get("/api/v1/actions", headers=READ).json()["items"]
+    assert [int(r["id"]) for r in rows] == [a["id"] for a in listed] and len(rows) == 6
+    # A NUL byte cannot be bound on PostgreSQL: a clear 422 before the download starts, not a broken 200.
+    nul = client.get("/api/v1/actions", params={"format": "csv", "owner": "\x00"}, headers=READ)
+    assert nul.status_code in (200, 422) and (nul.status_code == 200) == (
+        client.app.state.context.engine.dialect.name == "sqlite"
+    )  # type: ignore[attr-defined]

@@ -56,6 +56,7 @@ def test_pages_in_headless_chromium(server: str, context: Context, tmp_path: Pat
         "overview": "/",
         "actions": "/actions",
         "insights": "/insights?since=2026-01-01",
+        "postmortems": "/postmortems",
         "postmortem": f"/postmortems/{built.old_pm}",
     }
     process, ws_url = _start_chromium(binary, tmp_path / "cdp")
@@ -104,9 +105,10 @@ def test_pages_in_headless_chromium(server: str, context: Context, tmp_path: Pat
             _open(tab, base + path, PHONE, mobile=True)
             assert tab.js("window.innerWidth") == PHONE[0]
             assert _overflow(tab) <= 0, f"{name} scrolls sideways on a phone"
-            if name in ("overview", "actions"):
+            if name in ("overview", "actions", "postmortems"):
                 # Rows become labelled cards: a cell is as wide as the card, its column named before it.
-                cell = f"#{'due-action' if name == 'overview' else 'row-action'}-{built.overdue} td"
+                prefix = {"overview": "due-action", "actions": "row-action", "postmortems": "row-postmortem"}[name]
+                cell = f"#{prefix}-{built.old_pm if name == 'postmortems' else built.overdue} td"
                 assert tab.js(f"getComputedStyle(document.querySelector('{cell}')).display") == "block"
                 label = tab.js(f"getComputedStyle(document.querySelector('{cell}'), '::before').content")
                 assert label not in ("none", "normal", ""), label

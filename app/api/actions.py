@@ -91,8 +91,9 @@ def list_actions(
 ) -> Page[ActionOut] | StreamingResponse:
     today = utcnow().date()
     if format == "csv" or (format is None and "text/csv" in request.headers.get("accept", "")):
+        first = _csv_batch(context, where, today, None)
         return StreamingResponse(
-            exports.lines(_csv_rows(context, where, today)),
+            exports.lines(_csv_rows(context, where, today, first)),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="actions.csv"'},
         )
@@ -101,19 +102,28 @@ def list_actions(
         return Page(items=present.action_bodies(session, rows, today), next_cursor=next_cursor)
 
 
-def _csv_rows(context: Context, where: actions.ActionFilter, today: date) -> Iterator[list[str]]:
-    """Every matching action in id order, read a batch per transaction so no long one holds the database."""
-    after: int | None = None
-    while True:
-        with context.read() as session:
-            rows, cursor = actions.list_page(session, where, today=today, after=after, limit=CSV_BATCH)
-            keys = {p: label.key for p, label in overview.labels(session, [a.postmortem_id for a in rows]).items()}
-            links = actions.finding_ids_of(session, [a.id for a in rows if a.id is not None])
-            batch = [exports.action_row(a, keys.get(a.postmortem_id), links[a.id or 0], today) for a in rows]
+def _csv_batch(
+    context: Context, where: actions.ActionFilter, today: date, after: int | None
+) -> tuple[list[list[str]], int | None]:
+    """One batch of CSV rows in id order, read in a transaction of its own, and the id to go on after (None: done)."""
+    with context.read() as session:
+        rows, cursor = actions.list_page(session, where, today=today, after=after, limit=CSV_BATCH)
+        keys = {p: label.key for p, label in overview.labels(session, [a.postmortem_id for a in rows]).items()}
+        links = actions.finding_ids_of(session, [a.id for a in rows if a.id is not None])
+        batch = [exports.action_row(a, keys.get(a.postmortem_id), links[a.id or 0], today) for a in rows]
+    return batch, None if cursor is None else int(cursor)
+
+
+def _csv_rows(
+    context: Context, where: actions.ActionFilter, today: date, first: tuple[list[list[str]], int | None]
+) -> Iterator[list[str]]:
+    """Every matching action: the first batch (read before the answer started, so that a query the database refuses
+    is a 4xx, not a broken download), then the rest a batch per transaction, so no long one holds the database."""
+    batch, after = first
+    yield from batch
+    while after is not None:
+        batch, after = _csv_batch(context, where, today, after)
         yield from batch
-        if cursor is None:
-            return
-        after = int(cursor)
 
 
 @router.get("/actions/{action_id}", response_model=ActionDetail, responses=NOT_FOUND)

@@ -19,7 +19,7 @@ from app.api.actions import page_filter
 from app.api.deps import ContextDep, Reader
 from app.api.params import MAX_ID, Blank, Instant
 from app.db import utcnow
-from app.vocabulary import ActionStatus
+from app.vocabulary import ActionStatus, PostmortemStatus
 from connectors.targets import TrackerKind
 
 router = APIRouter(tags=["pages"])
@@ -168,6 +168,41 @@ def insights_page(
         since=since,
         until=until,
         incidents=sum(m.incidents.count for m in months),
+    )
+
+
+@router.get("/postmortems", response_class=HTMLResponse, responses=HTML)
+def postmortems_page(
+    context: ContextDep,
+    _: Reader,
+    status: Annotated[PostmortemStatus | None, Blank, Query()] = None,
+    overdue: Annotated[bool | None, Blank, Query(description="true: past the review date, unpublished")] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> HTMLResponse:
+    """Every postmortem, newest first: the way into the postmortem pages from the navigation."""
+    today = utcnow().date()
+    with context.read() as session:
+        rows, more = postmortems.newest_page(
+            session, status=status, overdue=overdue, today=today, offset=(page - 1) * PER_PAGE, limit=PER_PAGE
+        )
+        named = overview.labels(session, [p.id for p in rows if p.id is not None])
+    pairs = [
+        ("status", str(status)) if status else None,
+        ("overdue", str(overdue).lower()) if overdue is not None else None,
+    ]
+    kept = [pair for pair in pairs if pair]
+    return _render(
+        "postmortems.html",
+        current="Postmortems",
+        rows=rows,
+        labels=named,
+        status=status,
+        overdue=overdue,
+        page=page,
+        more=more,
+        page_url=lambda number: _query(kept, page=number),
+        is_overdue=lambda p: postmortems.is_overdue(p, today),
+        postmortem_statuses=[str(s) for s in PostmortemStatus],
     )
 
 
