@@ -312,22 +312,29 @@ def by_month(
     return months, by_category
 
 
+def _month_of(session: Session, moment: Any) -> Any:
+    """The calendar month (UTC) of a timestamp column, as 'YYYY-MM'."""
+    if is_postgres(session):
+        return func.to_char(func.timezone("UTC", moment), "YYYY-MM").label("month")
+    return func.strftime("%Y-%m", moment).label("month")
+
+
+def _first_day(month: object) -> date:
+    year, number = (int(part) for part in str(month).split("-"))
+    return date(year, number, 1)
+
+
 def _month_pass(session: Session, window: Window) -> list[Month]:
     """The incident pass grouped by month, in one query."""
     triggered = col(Incident.triggered_at)
-    month = (
-        func.to_char(func.timezone("UTC", triggered), "YYYY-MM")
-        if is_postgres(session)
-        else func.strftime("%Y-%m", triggered)
-    ).label("month")
+    month = _month_of(session, triggered)
     query = sa_select(month, *_incident_columns(session)).select_from(Incident)
     query = query.outerjoin(Postmortem, col(Incident.postmortem_id) == col(Postmortem.id))
     query = _where_incident(query, window).where(triggered.is_not(None)).group_by(month).order_by(month)
     months = []
     for found in session.execute(query).all():
         row = dict(found._mapping)
-        year, number = (int(part) for part in str(row["month"]).split("-"))
-        months.append(Month(date(year, number, 1), *_incident_figures(row)))
+        months.append(Month(_first_day(row["month"]), *_incident_figures(row)))
     return months
 
 
@@ -492,7 +499,28 @@ def _effectiveness_pass(session: Session, window: Window) -> Effectiveness:
 
 
 def _follow_through_pass(session: Session, window: Window) -> FollowThrough:
-    """Follow-through over the window's actions that are not won't do, in one query.
+    """Follow-through over the window's actions that are not won't do, in one query (see `_follow_through_rows`)."""
+    ((_, figures),) = _follow_through_rows(session, window, by_month=False)
+    return figures
+
+
+def follow_through_by_month(
+    session: Session,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    service: str | None = None,
+    team: str | None = None,
+    today: date,
+) -> list[tuple[date, FollowThrough]]:
+    """`follow_through` per calendar month (UTC) of the actions' creation, oldest first, in one grouped query;
+    months without actions are left out."""
+    rows = _follow_through_rows(session, Window(since, until, service, team, today), by_month=True)
+    return [(_first_day(month), figures) for month, figures in rows]
+
+
+def _follow_through_rows(session: Session, window: Window, *, by_month: bool) -> list[tuple[object, FollowThrough]]:
+    """Follow-through over the window's actions that are not won't do: one row, or one per month of creation.
 
     Within N days: done with closed_at - created_at <= N days, out of the actions whose outcome is decided: done
     within N days, or created N days or more before the start of `today` (UTC) — a younger action not done yet may
@@ -518,15 +546,22 @@ def _follow_through_pass(session: Session, window: Window) -> FollowThrough:
     decided = due.is_not(None) & (done | ((status != ActionStatus.DONE) & (due < window.today)))
     columns += [count_if(on_time).label("on_time"), count_if(decided).label("due_decided")]
     unknown = (status == ActionStatus.DONE) & closed.is_(None)
-    query = sa_select(*columns).select_from(Action).where(status != ActionStatus.WONT_DO, ~unknown)
-    row = one_row(session, _where_action(query, window))
+    month = _month_of(session, created)
+    query = sa_select(*([month] if by_month else []), *columns).select_from(Action)
+    query = _where_action(query.where(status != ActionStatus.WONT_DO, ~unknown), window)
+    if by_month:
+        query = query.group_by(month).order_by(month)
 
-    def share(part: str, whole: str) -> Ratio:
-        n = int(row[whole])
-        return Ratio(int(row[part]) / n if n else None, n)
+    def figures(row: dict[str, Any]) -> FollowThrough:
+        def share(part: str, whole: str) -> Ratio:
+            n = int(row[whole])
+            return Ratio(int(row[part]) / n if n else None, n)
 
-    thirty, sixty, ninety = (share(f"in_{days}", f"of_{days}") for days in FOLLOW_THROUGH_DAYS)
-    return FollowThrough(thirty, sixty, ninety, on_time=share("on_time", "due_decided"))
+        thirty, sixty, ninety = (share(f"in_{days}", f"of_{days}") for days in FOLLOW_THROUGH_DAYS)
+        return FollowThrough(thirty, sixty, ninety, on_time=share("on_time", "due_decided"))
+
+    rows = [dict(found._mapping) for found in session.execute(query).all()]
+    return [(row.get("month"), figures(row)) for row in rows]
 
 
 def _days_between(session: Session, start: Any, end: Any) -> Any:

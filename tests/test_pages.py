@@ -286,7 +286,16 @@ def test_insights_draws_the_metrics_and_their_numbers(client: TestClient, built:
     assert sum(totals) == summary["incidents"]["count"] == 3
     recurrence = html[html.index('id="recurrence-numbers"') :].split("</table>")[0]
     assert "dependency" in recurrence and "capacity" in recurrence
-    assert 'id="chart-follow-through"' in html and 'id="chart-effectiveness"' in html  # filled in at merge
+    # Follow-through per month partitions the window's actions: the monthly denominators add up to the summary's.
+    follow = html[html.index('id="follow-through-numbers"') :].split("</table>")[0]
+    on_time = [int(n) for n in re.findall(r'data-label="on time">\d+% of (\d+)<', follow)]
+    assert on_time and sum(on_time) == summary["follow_through"]["on_time"]["count"] > 0, follow
+    effective = html[html.index('id="effectiveness-numbers"') :].split("</table>")[0]
+    overall = summary["effectiveness"]["overall"]
+    cells = re.search(r"all actions</th>" + r"<td[^>]*>(\d+)</td>" * 4, effective)
+    assert cells, effective
+    assert [int(n) for n in cells.groups()] == [overall[k] for k in ("held", "failed", "recurred", "pending")]
+    assert 'aria-labelledby="effectiveness-title effectiveness-summary"' in html
 
 
 def test_insights_filters(client: TestClient, built: Built) -> None:
@@ -357,7 +366,7 @@ def test_demo_data_fills_a_database_the_pages_show(tmp_path: Path) -> None:
             assert _row_ids(overview, "due-action-") and "reviews past due" in overview
             assert len(_row_ids(_page(client, "/actions", per_page=500))) >= 90  # 3 to 7 actions each
             insights = _page(client, "/insights")
-            assert insights.count("<svg") == 5 and "No data in this window" not in insights
+            assert insights.count("<svg") == 7 and "No data in this window" not in insights
     finally:
         context.engine.dispose()
 

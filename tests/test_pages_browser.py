@@ -90,13 +90,14 @@ def test_pages_in_headless_chromium(server: str, context: Context, tmp_path: Pat
                     " [...s.querySelectorAll('.legend text, .legends text')].map(t => t.textContent)])"
                 )
                 assert [c[0] for c in charts] == [
-                    f"chart-{n}" for n in ("mtta", "mttr", "mttd", "severity", "recurrence")
+                    f"chart-{n}"
+                    for n in ("mtta", "mttr", "mttd", "severity", "recurrence", "follow-through", "effectiveness")
                 ]
                 for chart_id, width, series, legend in charts:
                     assert width > 300 and series >= 2, (chart_id, width, series)
                     if chart_id in ("chart-mtta", "chart-mttr"):
                         assert {"median", "p90"} <= set(legend), legend
-                assert tab.js("document.querySelectorAll('table.numbers').length") == 5
+                assert tab.js("document.querySelectorAll('table.numbers').length") == 7
                 assert "3m 37s" in tab.js("document.querySelector('#mtta-numbers').innerText")
             if name == "postmortem":
                 assert "+3m 37s" in tab.js("document.querySelector('table.timeline').innerText")

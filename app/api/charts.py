@@ -6,13 +6,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 
 import pygal
 from markupsafe import Markup
 from pygal.style import Style
 
 from app.api.humane import minutes
-from app.metrics import CategoryRecurrence, Durations, Month
+from app.metrics import CategoryRecurrence, Durations, Effectiveness, FollowThrough, Month, Ratio
 from app.vocabulary import Severity
 
 STYLE = Style(
@@ -130,5 +131,72 @@ def recurrences(by_category: dict[str, CategoryRecurrence]) -> Chart:
         summary,
         _svg(chart, "recurrence"),
         ["category", "postmortems", "recurred", "rate"],
+        rows,
+    )
+
+
+def _percent(ratio: Ratio) -> float | None:
+    return None if ratio.value is None else round(ratio.value * 100, 1)
+
+
+def _share(ratio: Ratio) -> str:
+    return "—" if ratio.value is None else f"{ratio.value:.0%} of {ratio.count}"
+
+
+def follow_through(months: Sequence[tuple[date, FollowThrough]]) -> Chart:
+    """Per month of the actions' creation: the share done within 30, 60, 90 days, and on time."""
+    labels = [month.strftime("%b %Y") for month, _ in months]
+    config = {**_config("Follow-through per month of creation (%)", labels), "no_data_text": "No actions"}
+    chart = pygal.Line(**config, dots_size=4, allow_interruptions=True, range=(0, 100))
+    series = {
+        "done within 30 days": [f.within_30_days for _, f in months],
+        "within 60 days": [f.within_60_days for _, f in months],
+        "within 90 days": [f.within_90_days for _, f in months],
+        "on time": [f.on_time for _, f in months],
+    }
+    for name, ratios in series.items():
+        chart.add(name, [_percent(r) for r in ratios])
+    rows = [
+        [label, _share(f.within_30_days), _share(f.within_60_days), _share(f.within_90_days), _share(f.on_time)]
+        for label, (_, f) in zip(labels, months, strict=True)
+    ]
+    summary = "Of the actions created each month, the share done within 30, 60 and 90 days, and by their due date."
+    if months:
+        latest = months[-1][1]
+        summary += f" Latest month: {_share(latest.within_30_days)} within 30 days, {_share(latest.on_time)} on time."
+    return Chart(
+        "follow-through",
+        "Follow-through and on-time rate per month",
+        summary,
+        _svg(chart, "follow-through"),
+        ["month", "within 30 days", "within 60 days", "within 90 days", "on time"],
+        rows,
+    )
+
+
+def effectiveness(figures: Effectiveness) -> Chart:
+    """Whether the fixes held, per preventive control (and overall): held, failed, recurred, still pending."""
+    groups = {"all actions": figures.overall, **figures.by_control}
+    labels = list(groups)
+    config = {**_config("Effectiveness of done actions, by control", labels), "no_data_text": "No done actions"}
+    chart = pygal.StackedBar(**config)
+    for name in ("held", "failed", "recurred", "pending"):
+        chart.add(name, [getattr(outcome, name) for outcome in groups.values()])
+    rows = [
+        [label, str(o.held), str(o.failed), str(o.recurred), str(o.pending), _share(o.held_rate)]
+        for label, o in groups.items()
+    ]
+    overall = figures.overall
+    summary = (
+        "Done actions by the outcome of their verification, overall and per preventive control: "
+        f"{overall.held} held, {overall.failed} failed, {overall.recurred} recurred, {overall.pending} pending"
+        f" (held rate {_share(overall.held_rate)})."
+    )
+    return Chart(
+        "effectiveness",
+        "Effectiveness",
+        summary,
+        _svg(chart, "effectiveness"),
+        ["control", "held", "failed", "recurred", "pending", "held rate"],
         rows,
     )

@@ -137,7 +137,8 @@ def insights_page(
     ] = None,
     until: Annotated[Instant | None, Blank, Query(description="incidents triggered before")] = None,
 ) -> HTMLResponse:
-    """MTTA/MTTR/MTTD per month, incidents by severity per month, recurrence by category (app.metrics' figures)."""
+    """MTTA/MTTR/MTTD per month, incidents by severity per month, recurrence by category, follow-through per month,
+    effectiveness (app.metrics' figures)."""
     now = utcnow()
     if since is None:
         # The last twelve months, this one included: enough for a trend, few enough bars to read.
@@ -147,17 +148,18 @@ def insights_page(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "until: must be after since")
     today, service, team = now.date(), service or None, team or None  # an empty form field: no filter
     with context.read() as session:
-        months, by_category = metrics.by_month(
-            session, since=since, until=until, service=service, team=team, today=today
-        )
+        window: dict[str, Any] = {"since": since, "until": until, "service": service, "team": team, "today": today}
+        months, by_category = metrics.by_month(session, **window)
+        follow = metrics.follow_through_by_month(session, **window)
+        effective = metrics.effectiveness(session, **window)
     drawn = [
         charts.durations("MTTA", "time from trigger to first acknowledgement", months, "mtta"),
         charts.durations("MTTR", "time from trigger to final resolve", months, "mttr"),
         charts.durations("MTTD", "time from impact start to trigger", months, "mttd"),
         charts.severities(months),
         charts.recurrences(by_category),
-        # MERGE POINT (the learning issue): "follow-through and on-time rate per month" and "effectiveness" from
-        # app/metrics.py's follow_through and effectiveness go here, one charts.* builder each (see insights.html).
+        charts.follow_through(follow),
+        charts.effectiveness(effective),
     ]
     return _render(
         "insights.html",
