@@ -25,15 +25,16 @@ from app.vocabulary import CLOSED, ActionStatus, IncidentStatus, Severity, Verif
 FOLLOW_THROUGH_DAYS = (30, 60, 90)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Window:
-    """Incidents count when `since <= triggered_at < until` (either bound optional) and service/team match."""
+    """Incidents count when `since <= triggered_at < until` (either bound optional) and service/team match; actions
+    when created in [since, until), of postmortems covering an incident of that service/team."""
 
-    since: datetime | None
-    until: datetime | None
-    service: str | None
-    team: str | None
     today: date  # "overdue" means due before this date
+    since: datetime | None = None
+    until: datetime | None = None
+    service: str | None = None
+    team: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class Effectiveness:
 @dataclass(frozen=True)
 class FollowThrough:
     """Of the actions (won't do left out) whose outcome is decided, the share done within 30, 60 and 90 days of their
-    creation, and the share done by their due date. See `_follow_through_pass` for when an outcome is decided."""
+    creation, and the share done by their due date. See `follow_through` for when an outcome is decided."""
 
     within_30_days: Ratio
     within_60_days: Ratio
@@ -164,15 +165,7 @@ def durations(seconds: Sequence[float]) -> Durations:
     return Durations(len(seconds), round(median, 6), round(p90, 6), round(sum(seconds) / len(seconds), 6))
 
 
-def summary(
-    session: Session,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    service: str | None = None,
-    team: str | None = None,
-    today: date,
-) -> Summary:
+def summary(session: Session, window: Window) -> Summary:
     """All figures for one window, in one aggregate query per table (incidents, actions, postmortems, findings):
     each answers a single row of labelled figures, and no row of the table leaves the database.
 
@@ -186,13 +179,12 @@ def summary(
 
     A figure for another issue is one more labelled column in the pass over its table (see `_one_row`).
     """
-    window = Window(since, until, service, team, today)
     passes = run_passes(
         session,
         window,
         [
             *(_incident_pass, _recurrence_pass, _recurrence_by_category, _action_pass, _postmortem_pass),
-            *(_effectiveness_pass, _follow_through_pass),
+            *(effectiveness, follow_through),
         ],
     )
     (incident_figures, mtta, mttr, mttd), recurrence, by_category, actions, postmortems, *learning = passes
@@ -209,33 +201,6 @@ def summary(
         effectiveness=effective,
         follow_through=follow,
     )
-
-
-def effectiveness(
-    session: Session,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    service: str | None = None,
-    team: str | None = None,
-    today: date,
-) -> Effectiveness:
-    """The summary's `effectiveness` alone, over the same window and filters (actions created in [since, until), of
-    postmortems covering an incident of that service/team): for a chart with one figure per month."""
-    return _effectiveness_pass(session, Window(since, until, service, team, today))
-
-
-def follow_through(
-    session: Session,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    service: str | None = None,
-    team: str | None = None,
-    today: date,
-) -> FollowThrough:
-    """The summary's `follow_through` alone, over the same window and filters as `effectiveness`."""
-    return _follow_through_pass(session, Window(since, until, service, team, today))
 
 
 def _where_incident(query: Any, window: Window, incident: Any = Incident) -> Any:
@@ -295,19 +260,10 @@ class Month:
     mttd: Durations
 
 
-def by_month(
-    session: Session,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    service: str | None = None,
-    team: str | None = None,
-    today: date,
-) -> tuple[list[Month], dict[str, CategoryRecurrence]]:
+def by_month(session: Session, window: Window) -> tuple[list[Month], dict[str, CategoryRecurrence]]:
     """What /insights draws: `summary`'s incident figures (the same aggregates, see there) per month of trigger time,
     oldest first, months without incidents left out; and `summary`'s recurrence by finding category over the window.
     The two passes run at once, as `summary`'s do."""
-    window = Window(since, until, service, team, today)
     months, by_category = run_passes(session, window, [_month_pass, _recurrence_by_category])
     return months, by_category
 
@@ -474,7 +430,7 @@ def _outcomes(pending: int, held: int, failed: int, recurred: int) -> Outcomes:
     return Outcomes(pending, held + failed, held, failed, recurred, Ratio(held / known if known else None, known))
 
 
-def _effectiveness_pass(session: Session, window: Window) -> Effectiveness:
+def effectiveness(session: Session, window: Window) -> Effectiveness:
     """Verification states of the window's actions, counted per (kind, control) in one query (a few dozen groups at
     most), then summed overall, per kind and per control."""
     state = col(Action.verification_state)
@@ -498,24 +454,16 @@ def _effectiveness_pass(session: Session, window: Window) -> Effectiveness:
     )
 
 
-def _follow_through_pass(session: Session, window: Window) -> FollowThrough:
+def follow_through(session: Session, window: Window) -> FollowThrough:
     """Follow-through over the window's actions that are not won't do, in one query (see `_follow_through_rows`)."""
     ((_, figures),) = _follow_through_rows(session, window, by_month=False)
     return figures
 
 
-def follow_through_by_month(
-    session: Session,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    service: str | None = None,
-    team: str | None = None,
-    today: date,
-) -> list[tuple[date, FollowThrough]]:
+def follow_through_by_month(session: Session, window: Window) -> list[tuple[date, FollowThrough]]:
     """`follow_through` per calendar month (UTC) of the actions' creation, oldest first, in one grouped query;
     months without actions are left out."""
-    rows = _follow_through_rows(session, Window(since, until, service, team, today), by_month=True)
+    rows = _follow_through_rows(session, window, by_month=True)
     return [(_first_day(month), figures) for month, figures in rows]
 
 

@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 from app.db import utcnow
 from app.inbox import InboundEvent
 from app.jobs import Job, JobStatus
-from app.metrics import Summary, summary
+from app.metrics import Summary, Window, summary
 from app.vocabulary import ActionStatus
 
 
@@ -31,7 +31,7 @@ class SummaryCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self._read() as session:
-            result = summary(session, today=self._today())
+            result = summary(session, Window(today=self._today()))
         yield from gauges(result)
 
 

@@ -400,10 +400,10 @@ def test_effectiveness_and_follow_through_hand_computed(client: TestClient, cont
     assert recent["follow_through"]["within_30_days"] == {"value": 1.0, "count": 1}
     assert recent["follow_through"]["on_time"] == {"value": 0.0, "count": 1}
     assert _summary(client, service="Search")["follow_through"]["on_time"] == {"value": None, "count": 0}
-    # The functions the summary is made of answer the same figures on their own (one call per month on /insights).
+    # The passes the summary is made of answer the same figures on their own (/insights draws them).
     with context.read() as session:
-        alone = metrics.effectiveness(session, today=TODAY)
-        follow = metrics.follow_through(session, since=start - timedelta(days=10), today=TODAY)
+        alone = metrics.effectiveness(session, metrics.Window(today=TODAY))
+        follow = metrics.follow_through(session, metrics.Window(since=start - timedelta(days=10), today=TODAY))
     assert alone.overall.held_rate.value == 1 / 3 and alone.by_control["test"].held == 1
     assert follow.within_30_days.count == 1
     text = client.get("/metrics").text.splitlines()

@@ -31,7 +31,8 @@ def get_summary(
     if since is not None and until is not None and until <= since:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "until must be after since")
     with context.read() as session:
-        result = metrics.summary(session, since=since, until=until, service=service, team=team, today=utcnow().date())
+        window = metrics.Window(since=since, until=until, service=service, team=team, today=utcnow().date())
+        result = metrics.summary(session, window)
     return SummaryOut.model_validate(asdict(result))
 
 

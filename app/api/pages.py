@@ -148,10 +148,10 @@ def insights_page(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "until: must be after since")
     today, service, team = now.date(), service or None, team or None  # an empty form field: no filter
     with context.read() as session:
-        window: dict[str, Any] = {"since": since, "until": until, "service": service, "team": team, "today": today}
-        months, by_category = metrics.by_month(session, **window)
-        follow = metrics.follow_through_by_month(session, **window)
-        effective = metrics.effectiveness(session, **window)
+        window = metrics.Window(since=since, until=until, service=service, team=team, today=today)
+        months, by_category = metrics.by_month(session, window)
+        follow = metrics.follow_through_by_month(session, window)
+        effective = metrics.effectiveness(session, window)
     drawn = [
         charts.durations("MTTA", "time from trigger to first acknowledgement", months, "mtta"),
         charts.durations("MTTR", "time from trigger to final resolve", months, "mttr"),
