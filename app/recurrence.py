@@ -77,17 +77,21 @@ def _link(session: Session, incident: Incident, earlier: Incident, postmortem_id
     incident.recurrence_of, incident.recurred_after_actions_done = earlier.id, all_done
     session.add(incident)
     for action in earlier_actions:
-        if action.status == ActionStatus.DONE:
-            verification.recurred(session, action, incident, earlier)
-        if action.status in CLOSED or action.id is None:
+        # Open actions hear of every recurrence; a done one only while its fix is not verified as held (it becomes
+        # `recurred`, and its issue is told even when closed); won't do, never.
+        after_done = action.status == ActionStatus.DONE
+        if action.id is None or (after_done and not verification.mark_recurred(session, action, incident)):
             continue
+        if action.status in CLOSED and not after_done:
+            continue
+        details = {"incident_id": incident.id, "earlier_incident_id": earlier.id, "incident_url": incident.url}
         ledger.append(
             session,
             kind=LedgerKind.RECURRED,
             source=LedgerSource.SYSTEM,
             action_id=action.id,
             postmortem_id=action.postmortem_id,
-            details={"incident_id": incident.id, "earlier_incident_id": earlier.id, "incident_url": incident.url},
+            details={**details, "after_done": True} if after_done else details,
         )
         if action.tracker_key:
             jobs.enqueue(

@@ -122,37 +122,15 @@ def sweep(session: Session, now: datetime) -> int:
     return len(due)
 
 
-def recurred(session: Session, action: Action, incident: Incident, earlier: Incident) -> bool:
-    """The failure the done action was meant to fix came back: unless its fix was verified as held, mark it
-    `recurred` (ledger `recurred`, a comment on its issue, closed or not). Returns whether it was marked."""
-    assert action.id is not None
+def mark_recurred(session: Session, action: Action, incident: Incident) -> bool:
+    """The failure the done action was meant to fix came back: unless its fix was verified as held, its verification
+    becomes `recurred` (the caller records the recurrence and tells the issue). Returns whether it was marked."""
     if action.status != ActionStatus.DONE or action.verification_state == VerificationState.HELD:
         return False
     action.verification_state, action.updated_at = VerificationState.RECURRED, utcnow()
     if action.verification_due is None:
         action.verification_due = (incident.triggered_at or utcnow()).astimezone(UTC).date()
     session.add(action)
-    ledger.append(
-        session,
-        kind=LedgerKind.RECURRED,
-        source=LedgerSource.SYSTEM,
-        action_id=action.id,
-        postmortem_id=action.postmortem_id,
-        details={
-            "incident_id": incident.id,
-            "earlier_incident_id": earlier.id,
-            "incident_url": incident.url,
-            "after_done": True,
-        },
-    )
-    if action.tracker_key:
-        jobs.enqueue(
-            session,
-            JobKind.COMMENT,
-            action_id=action.id,
-            payload={"reason": "recurred", "incident_id": incident.id},
-            dedup_key=f"recurred:{action.id}:{incident.id}",
-        )
     return True
 
 
