@@ -6,7 +6,8 @@ finds it by primary key. The title weighs more than the body in the ranking. Wha
 - postmortem: its title; summary and customer impact
 - finding: its statement; evidence, the five whys and the category
 - action: its title; description, success metric and counterfactual
-- incident: its title; the text of its timeline notes
+- incident: its title; the text of its 20 latest timeline notes (each note rewrites the document: a bound keeps an
+  incident with a thousand notes as cheap to annotate as one with ten)
 Existing rows are indexed here. These tables are not in the models' metadata: alembic/env.py leaves them out of
 autogenerate, and app/search.py reads them in SQL.
 
@@ -37,12 +38,13 @@ DOCUMENTS = (
 )
 SQLITE_PARTS = {
     '{whys}': "(SELECT group_concat(value, ' ') FROM json_each(NEW.whys))",
-    '{notes}': "(SELECT group_concat(text, ' ') FROM timeline_entry WHERE incident_id = NEW.id AND kind = 'note')",
+    '{notes}': "(SELECT group_concat(text, ' ') FROM (SELECT text FROM timeline_entry"
+    " WHERE incident_id = NEW.id AND kind = 'note' ORDER BY at DESC, id DESC LIMIT 20))",
 }
 PG_PARTS = {
     '{whys}': "(SELECT string_agg(value, ' ') FROM json_array_elements_text(NEW.whys) AS value)",
-    '{notes}': "(SELECT string_agg(text, ' ' ORDER BY at, id) FROM timeline_entry"
-    " WHERE incident_id = NEW.id AND kind = 'note')",
+    '{notes}': "(SELECT string_agg(text, ' ') FROM (SELECT text FROM timeline_entry"
+    " WHERE incident_id = NEW.id AND kind = 'note' ORDER BY at DESC, id DESC LIMIT 20) AS latest)",
 }
 
 
@@ -122,15 +124,19 @@ def _upgrade_postgresql() -> None:
     values = "i.id::bigint * 8 + 3, 'incident', i.id, i.postmortem_id, coalesce(i.title, ''), " + _body(
         incident[4], {'{notes}': PG_PARTS['{notes}'].replace('NEW.', 'i.')}
     )
+    # Once per statement, not per row: the applier writes a batch of entries in one INSERT, and a busy incident's
+    # document is rewritten once for the batch instead of once per note (each rewrite is a new row version and new
+    # GIN entries).
     op.execute(
         "CREATE FUNCTION search_timeline_note() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
         " INSERT INTO search_document (id, kind, ref_id, postmortem_id, title, body)"
-        f" SELECT {values} FROM incident AS i WHERE i.id = NEW.incident_id"
-        " ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body; RETURN NEW; END $$"
+        f" SELECT {values} FROM incident AS i"
+        " WHERE i.id IN (SELECT incident_id FROM inserted WHERE kind = 'note')"
+        " ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body; RETURN NULL; END $$"
     )
     op.execute(
-        "CREATE TRIGGER search_timeline_note AFTER INSERT ON timeline_entry FOR EACH ROW"
-        " WHEN (NEW.kind = 'note') EXECUTE FUNCTION search_timeline_note()"
+        "CREATE TRIGGER search_timeline_note AFTER INSERT ON timeline_entry REFERENCING NEW TABLE AS inserted"
+        " FOR EACH STATEMENT EXECUTE FUNCTION search_timeline_note()"
     )
 
 
