@@ -164,13 +164,17 @@ def _apply(
         by_id = update(INCIDENT).where(INCIDENT.c.id == bindparam("incident_row"))
         session.execute(by_id.values({name: bindparam(name) for name in changed[0] if name != "incident_row"}), changed)
     new_rows = [e.values(found[key].id or 0) for key, entries in groups.items() for e in entries]
-    session.execute(insert(TIMELINE), new_rows)
+    # RETURNING makes SQLAlchemy send the rows as one multi-row INSERT ("insertmanyvalues") instead of one statement
+    # per row: the search index's statement trigger then rewrites a busy incident's document once per batch.
+    session.execute(insert(TIMELINE).returning(TIMELINE.c.id), new_rows)
     session.flush()  # the folds rewritten on stored entries, when an event came late
     batch = [found[key] for key in groups]
     recurrences = Recurrences(session, [i.fingerprint for i in batch])
+    # The rules judge each whole timeline: read the batch's in one query, not one per incident.
+    timelines = incidents.timelines(session, [i.id for i in batch if i.id is not None])
     for incident in batch:
         recurrences.link(incident)
-        if triggers.apply_rules(session, mappings, incident):
+        if triggers.apply_rules(session, mappings, incident, timelines.get(incident.id or 0, [])):
             recurrences.opened(incident)
     session.flush()
     outcome.incidents += len(groups)

@@ -131,8 +131,7 @@ def settled(mappings: Mappings, source: str, external_id: str, title: str, progr
 
 
 def timeline(session: Session, incident_id: int) -> list[TimelineEntry]:
-    rows = session.exec(select(TimelineEntry).where(TimelineEntry.incident_id == incident_id)).all()
-    return sorted(rows, key=order_key)
+    return timelines(session, [incident_id]).get(incident_id, [])
 
 
 def list_page(
@@ -162,6 +161,7 @@ def get(session: Session, incident_id: int) -> Incident:
 
 
 def timelines(session: Session, incident_ids: list[int]) -> dict[int, list[TimelineEntry]]:
+    """The timelines of several incidents in one query, each in event order."""
     result: dict[int, list[TimelineEntry]] = {i: [] for i in incident_ids}
     if incident_ids:
         rows = session.exec(select(TimelineEntry).where(TimelineEntry.incident_id.in_(incident_ids))).all()  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
-from app.incidents import Incident, TimelineEntry, severity_for, timeline
+from app.incidents import Incident, TimelineEntry, severity_for
 from app.mappings import Mappings, TriggerCondition
 from app.postmortems import Postmortem, PostmortemRevision, incidents_of, open_for_incident, record_revision
 from app.timeline import Progress, ReplayedState, order_key
@@ -84,14 +84,15 @@ def _open_longer(state: ReplayedState, limit: timedelta, start: datetime, until:
     return max(start, state.triggered_at + limit) if until - state.triggered_at > limit else None
 
 
-def apply_rules(session: Session, mappings: Mappings, incident: Incident) -> bool:
+def apply_rules(session: Session, mappings: Mappings, incident: Incident, entries: list[TimelineEntry]) -> bool:
     """After an event was applied: open the postmortem the rules call for, correct the rule it is recorded under, or
     withdraw one that no rule calls for any more and nobody has touched. A person's choice is never overridden: a
     postmortem opened by hand or covering several incidents, or an incident a person moved, is left alone. True when
-    a postmortem was opened."""
+    a postmortem was opened. `entries`: the incident's whole timeline, in event order (the caller reads a batch's
+    timelines in one query)."""
     if incident.postmortem_by_hand or incident.id is None:
         return False
-    match = first_match(mappings, incident.source, timeline(session, incident.id))
+    match = first_match(mappings, incident.source, entries)
     if incident.postmortem_id is None:
         if match is None:
             return False
