@@ -20,6 +20,7 @@ from app.postmortems import Postmortem
 from app.vocabulary import (
     ActionKind,
     ActionStatus,
+    Control,
     FindingKind,
     IncidentStatus,
     LedgerKind,
@@ -27,6 +28,7 @@ from app.vocabulary import (
     PostmortemStatus,
     Priority,
     Severity,
+    VerificationState,
 )
 from connectors.targets import TrackerKind
 
@@ -205,6 +207,19 @@ def _action(
         action.tracker_status = {"open": "To Do", "in_progress": "In Progress", "done": "Done"}.get(status, "Closed")
         action.filed_at = action.created_at
     session.add(ActionFinding(action_id=action.id, finding_id=finding.id))
+    action.control = rng.choice(list(Control))
+    if status == ActionStatus.DONE and action.closed_at is not None:
+        # What verification (app/verification.py) would have recorded: pending until 30 days after done, then the
+        # owner's word on the success metric, or a recurrence that came first.
+        action.verification_due = action.closed_at.date() + timedelta(days=30)
+        if action.verification_due > now.date():
+            action.verification_state = VerificationState.PENDING
+        else:
+            action.verification_state = rng.choices(
+                [VerificationState.HELD, VerificationState.FAILED, VerificationState.RECURRED], [7, 2, 1]
+            )[0]
+            if action.verification_state != VerificationState.RECURRED:
+                action.verified_at = datetime.combine(action.verification_due, datetime.min.time(), UTC)
     days_late = (now.date() - due).days
     if not closed and action.tracker_key and days_late > 3:
         # What the escalation ladder (owner at the due date, manager after 3 days, facilitator after 7) took.
