@@ -30,9 +30,8 @@ from typing import Any
 import events
 import loadgen
 import uvloop
-from common import AFTERMATH, RESULTS, Database, Server, free_port, machine, server_env
+from common import AFTERMATH, RESULTS, TOKEN, Database, Server, free_port, machine, server_env
 
-TOKEN = "bench-api-token-0000"  # the one bench/common.py configures (16 characters at least)
 POLL = 0.02
 DRAIN_TIMEOUT = 300.0
 

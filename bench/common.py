@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
 import socket
@@ -21,6 +23,40 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python")
 AFTERMATH = str(ROOT / ".venv" / "bin" / "aftermath")
 RESULTS = ROOT / "bench" / "results"
 PG_ADMIN = os.environ.get("AFTERMATH_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+TOKEN = "bench-api-token-0000"  # the API token server_env configures; 16 characters at least
+
+
+def measure(port: int, make_path: Any, count: int, warmup: int = 10) -> dict[str, Any]:
+    """Sequential GETs on one keep-alive connection, `make_path()` naming each; client-side latency, the answers'
+    statuses, and the mean length of their JSON `items`."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    times, statuses, items = [], {}, 0
+    for i in range(warmup + count):
+        path = make_path()
+        started = time.perf_counter()
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+        elapsed = time.perf_counter() - started
+        if i >= warmup:
+            times.append(elapsed * 1000)
+            statuses[str(response.status)] = statuses.get(str(response.status), 0) + 1
+            if response.status == 200 and body.startswith(b"{"):
+                found = json.loads(body)
+                items += len(found.get("items", [])) if isinstance(found, dict) else 0
+    conn.close()
+    times.sort()
+    return {
+        "requests": count,
+        "p50_ms": round(times[len(times) // 2], 1),
+        "p95_ms": round(times[int(len(times) * 0.95)], 1),
+        "max_ms": round(times[-1], 1),
+        "statuses": statuses,
+        "mean_items": round(items / count, 1),
+    }
 
 
 def free_port() -> int:
@@ -158,7 +194,7 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
     env.update(
         {
             "AFTERMATH_DATABASE_URL": database_url,
-            "AFTERMATH_API_TOKENS": "bench=bench-api-token-0000",
+            "AFTERMATH_API_TOKENS": f"bench={TOKEN}",
             "AFTERMATH_PAGERDUTY_SECRETS": "bench-pagerduty-secret",
             "AFTERMATH_MAPPINGS": str(ROOT / "mappings"),
             "AFTERMATH_WORKER": "embedded",

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import AFTERMATH, RESULTS, Database, Server, free_port, machine, server_env
-from queries import OWNERS, TABLES, load, measure
+from common import AFTERMATH, RESULTS, Database, Server, free_port, machine, measure, server_env
+from queries import OWNERS, TABLES, load
 
 # The goals (p95): the overview and the list 100 ms, the charts 300 ms; the list's own goal here is 50 ms.
 GOALS = {"/": 100, "/actions": 50, "/insights": 300}

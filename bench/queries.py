@@ -10,7 +10,6 @@ BUFFERS) of each to bench/results/, slowest first: the plans that say which inde
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import random
 import subprocess
@@ -20,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from common import AFTERMATH, RESULTS, Database, Server, free_port, machine, server_env
+from common import AFTERMATH, RESULTS, TOKEN, Database, Server, free_port, machine, measure, server_env
 
 POSTMORTEMS, INCIDENTS, FINDINGS, ACTIONS, LEDGER, OWNERS = 20_000, 25_000, 50_000, 100_000, 1_000_000, 300
-TOKEN = "bench-api-token-0000"  # the one bench/common.py configures; 16 characters at least
 
 # Generated inside PostgreSQL (INSERT … SELECT FROM generate_series): a million rows in seconds. Every postmortem
 # has 2-3 findings and 5 actions; each action answers its postmortem's first finding, half of them its second one
@@ -120,35 +118,6 @@ def routes(rng: random.Random) -> dict[str, Any]:
         "GET /api/v1/actions?finding_id=": lambda: f"/api/v1/actions?finding_id={rng.randrange(1, FINDINGS)}",
         "GET /api/v1/actions/{id}": lambda: f"/api/v1/actions/{rng.randrange(1, ACTIONS)}",
         "GET /api/v1/metrics/summary": lambda: "/api/v1/metrics/summary",
-    }
-
-
-def measure(port: int, make_path: Any, count: int, warmup: int = 10) -> dict[str, Any]:
-    """Sequential requests on one keep-alive connection; latency of each, client side."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    times, statuses, items = [], {}, 0
-    for i in range(warmup + count):
-        path = make_path()
-        started = time.perf_counter()
-        conn.request("GET", path, headers=headers)
-        response = conn.getresponse()
-        body = response.read()
-        elapsed = time.perf_counter() - started
-        if i >= warmup:
-            times.append(elapsed * 1000)
-            statuses[str(response.status)] = statuses.get(str(response.status), 0) + 1
-            if response.status == 200 and path.startswith("/api/v1/actions?"):
-                items += len(json.loads(body)["items"])
-    conn.close()
-    times.sort()
-    return {
-        "requests": count,
-        "p50_ms": round(times[len(times) // 2], 1),
-        "p95_ms": round(times[int(len(times) * 0.95)], 1),
-        "max_ms": round(times[-1], 1),
-        "statuses": statuses,
-        "mean_items": round(items / count, 1),
     }
 
 

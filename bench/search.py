@@ -12,7 +12,6 @@ of syllables), so a few words are in most documents and most words in a few, as 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import random
 import subprocess
@@ -23,11 +22,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from common import AFTERMATH, PYTHON, RESULTS, ROOT, Database, Server, free_port, machine, server_env
+from common import AFTERMATH, PYTHON, RESULTS, ROOT, Database, Server, free_port, machine, measure, server_env
 
 sys.path.insert(0, str(ROOT))
 
-TOKEN = "bench-api-token-0000"
 GOAL_MS = 50.0
 OPERATIONS = """disk full latency timeout connection pool database replica failover deploy rollback
 certificate expired dns
@@ -181,34 +179,6 @@ def shapes(rng: random.Random, postmortems: int) -> dict[str, Any]:
         ),
         "similar postmortems": lambda: f"/api/v1/postmortems/{rng.randrange(1, postmortems + 1)}/similar",
         "bare GET route (ceiling)": lambda: "/bare",
-    }
-
-
-def measure(port: int, make_path: Any, count: int, warmup: int = 10) -> dict[str, Any]:
-    """Sequential requests on one keep-alive connection; latency of each, client side."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    times, statuses, items = [], {}, 0
-    for i in range(warmup + count):
-        path = make_path()
-        started = time.perf_counter()
-        conn.request("GET", path, headers={"Authorization": f"Bearer {TOKEN}"})
-        response = conn.getresponse()
-        body = response.read()
-        elapsed = time.perf_counter() - started
-        if i >= warmup:
-            times.append(elapsed * 1000)
-            statuses[str(response.status)] = statuses.get(str(response.status), 0) + 1
-            if response.status == 200 and body.startswith(b"{"):
-                items += len(json.loads(body).get("items", []))
-    conn.close()
-    times.sort()
-    return {
-        "requests": count,
-        "p50_ms": round(times[len(times) // 2], 1),
-        "p95_ms": round(times[int(len(times) * 0.95)], 1),
-        "max_ms": round(times[-1], 1),
-        "statuses": statuses,
-        "mean_items": round(items / count, 1),
     }
 
 

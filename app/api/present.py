@@ -62,16 +62,21 @@ def action_detail(session: Session, row: Action, today: date) -> ActionDetail:
     return ActionDetail.model_validate({**body.model_dump(), "ledger": entries})
 
 
+def _action_bodies_by_postmortem(session: Session, ids: list[int], today: date) -> dict[int, list[ActionOut]]:
+    """The action bodies of these postmortems, by postmortem, built in one pass over all of them."""
+    action_rows = actions.of_postmortems(session, ids)
+    by_postmortem: dict[int, list[ActionOut]] = {i: [] for i in ids}
+    for body in action_bodies(session, [a for group in action_rows.values() for a in group], today):
+        by_postmortem[body.postmortem_id].append(body)
+    return by_postmortem
+
+
 def postmortem_bodies(session: Session, rows: list[Postmortem], today: date) -> list[PostmortemOut]:
     ids = [p.id for p in rows if p.id is not None]
     incident_ids = postmortems.incident_ids_of(session, ids)
     finding_rows = findings.of_postmortems(session, ids)
-    action_rows = actions.of_postmortems(session, ids)
+    by_postmortem = _action_bodies_by_postmortem(session, ids, today)
     repeats = recurrence.recurrences_of(session, ids)
-    all_actions = action_bodies(session, [a for group in action_rows.values() for a in group], today)
-    by_postmortem: dict[int, list[ActionOut]] = {i: [] for i in ids}
-    for body in all_actions:
-        by_postmortem[body.postmortem_id].append(body)
     return [
         PostmortemOut.model_validate(
             {
@@ -98,11 +103,7 @@ def postmortem_bodies(session: Session, rows: list[Postmortem], today: date) -> 
 def similar_bodies(session: Session, found: list[similar.Similar], today: date) -> list[SimilarOut]:
     ids = [s.postmortem.id for s in found if s.postmortem.id is not None]
     finding_rows = findings.of_postmortems(session, ids)
-    action_rows = actions.of_postmortems(session, ids)
-    bodies = action_bodies(session, [a for group in action_rows.values() for a in group], today)
-    by_postmortem: dict[int, list[ActionOut]] = {i: [] for i in ids}
-    for body in bodies:
-        by_postmortem[body.postmortem_id].append(body)
+    by_postmortem = _action_bodies_by_postmortem(session, ids, today)
     return [
         SimilarOut(
             postmortem_id=s.postmortem.id or 0,
